@@ -1,0 +1,18 @@
+//! Storage traits of Oparaca: [`StateStore`] (objects, packages, invocation
+//! records) and [`InvocationLog`] (the durable async-call log), the storage
+//! [`Error`] with its [`ErrorKind`], and the conformance suite (feature
+//! `conformance`) that every backend runs in its own tests.
+//!
+//! This crate depends on no backend; backends depend on it. Callers decide on
+//! retries from [`ErrorKind`], never from a backend's message.
+
+mod error;
+mod log;
+mod state;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use error::{Error, ErrorKind, Result};
+pub use log::{Appended, InvocationLog, LogEntry};
+pub use state::{ObjectPage, StateStore, Write, WriteBatch};

@@ -1,0 +1,52 @@
+use async_trait::async_trait;
+use bytes::Bytes;
+use oprc_core::PartitionId;
+
+use crate::Result;
+
+/// A message of the invocation log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Position in its partition: 1, 2, 3, ... in append order.
+    pub offset: u64,
+    pub payload: Bytes,
+}
+
+/// The result of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub offset: u64,
+    /// The dedup id was seen before: nothing was appended and `offset` is
+    /// the earlier message's (idempotent producer).
+    pub duplicate: bool,
+}
+
+/// Durable, partitioned, ordered log of accepted async invocations.
+///
+/// Offsets start at 1 and grow by one per append within a partition. The
+/// consumer's committed position survives restarts; entries at or below it
+/// may be trimmed.
+#[async_trait]
+pub trait InvocationLog: Send + Sync + 'static {
+    /// Appends durably unless `dedup_id` was appended before (within the
+    /// backend's dedup window).
+    async fn append(
+        &self,
+        partition: PartitionId,
+        dedup_id: &str,
+        payload: Bytes,
+    ) -> Result<Appended>;
+
+    /// Entries with offset >= `from`, at most `max`, in order. Waits until at
+    /// least one exists; cancel-safe (drop the future to stop waiting).
+    async fn read(&self, partition: PartitionId, from: u64, max: usize) -> Result<Vec<LogEntry>>;
+
+    /// The entry at `offset`, if it is still kept.
+    async fn entry(&self, partition: PartitionId, offset: u64) -> Result<Option<LogEntry>>;
+
+    /// Records that every entry up to and including `offset` is applied.
+    async fn commit_position(&self, partition: PartitionId, offset: u64) -> Result<()>;
+
+    /// The last committed position (0 if none).
+    async fn committed_position(&self, partition: PartitionId) -> Result<u64>;
+}
