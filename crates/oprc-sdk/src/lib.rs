@@ -1,0 +1,57 @@
+//! Rust function SDK for Oparaca: write task functions as plain closures
+//! and serve them over the platform's task/completion HTTP protocol.
+//!
+//! The platform POSTs a [`Task`] (the object's state,
+//! arguments, request body, presigned file URLs) to the function and takes
+//! back a [`Completion`]. A handler gets a
+//! [`Context`], reads and changes the objects in it, and returns the body of
+//! the answer; the SDK sends back only the objects that were changed.
+//! Returning an error (or panicking) answers `success: false`, which makes
+//! the platform discard every change.
+//!
+//! This crate is used by function code, not by the platform: it depends on
+//! nothing but `oprc-core` (for the wire types) and an HTTP server, holds no
+//! credentials and does no storage IO.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use oprc_sdk::{App, Context, TaskError};
+//! use serde_json::{Value, json};
+//!
+//! fn increment(ctx: &mut Context) -> Result<Option<Value>, TaskError> {
+//!     let by: i64 = ctx.parse_arg("by", 1)?;
+//!     let main = ctx.main_mut()?;
+//!     let count = main.get("count").and_then(Value::as_i64).unwrap_or(0) + by;
+//!     main.set("count", count); // a mutable access marks main as changed
+//!     Ok(Some(json!({ "count": count }))) // becomes the completion's `body`
+//! }
+//!
+//! fn main() -> std::io::Result<()> {
+//!     App::new()
+//!         .function("increment", increment)
+//!         .function("get", |ctx: &mut Context| {
+//!             Ok(ctx.main()?.get("count").cloned()) // read only: main not sent back
+//!         })
+//!         .run_blocking() // port from env PORT (default 8080)
+//! }
+//! ```
+//!
+//! # Protocol details
+//! - `POST` on any path runs a task; `GET /healthz` and `GET /readyz` answer
+//!   200. A body that is not a task answers 400 with
+//!   `{"success": false, "errorMsg": "malformed task: ..."}`.
+//! - Handlers are found by `funcKey`, then its function part, then `fbName`
+//!   (see [`App`]). An unknown function is a `success: false` completion.
+//! - A changed object is sent whole (`main.data` replaces the data); file
+//!   keys reported with [`Object::mark_key_updated`] go in `updatedKeys`.
+
+mod app;
+mod context;
+mod error;
+mod server;
+
+pub use app::{App, DEFAULT_BODY_LIMIT};
+pub use context::{Context, Object, Reply};
+pub use error::TaskError;
+pub use oprc_core::{Completion, ObjectRecord, ObjectUpdate, Task};

@@ -1,0 +1,160 @@
+//! The HTTP side: `POST` (any path) runs a task, `GET /healthz` and
+//! `GET /readyz` answer 200.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::serve::ListenerExt;
+use oprc_core::Task;
+use tokio::net::TcpListener;
+
+use crate::App;
+use crate::app::failure;
+
+impl App {
+    /// The app as an axum [`Router`], to embed it in a larger server.
+    pub fn into_router(self) -> Router {
+        let limit = self.body_limit;
+        Router::new()
+            .route("/healthz", get(health))
+            .route("/readyz", get(health))
+            .fallback(task)
+            .layer(DefaultBodyLimit::max(limit))
+            .with_state(Arc::new(self))
+    }
+
+    /// Serves tasks on `listener` until the process ends.
+    pub async fn serve(self, listener: TcpListener) -> io::Result<()> {
+        self.serve_with_shutdown(listener, std::future::pending())
+            .await
+    }
+
+    /// Serves tasks on `listener` until `shutdown` completes, then finishes
+    /// the requests in flight.
+    pub async fn serve_with_shutdown<F>(self, listener: TcpListener, shutdown: F) -> io::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let listener = listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "failed to set TCP_NODELAY");
+            }
+        });
+        axum::serve(listener, self.into_router())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+
+    /// Serves tasks on port `PORT` (default 8080) of address `HOST` (default
+    /// `0.0.0.0`) until SIGINT or SIGTERM. This is what a process function's
+    /// `main` calls.
+    pub async fn run(self) -> io::Result<()> {
+        let addr = addr_from_env(
+            std::env::var("HOST").ok().as_deref(),
+            std::env::var("PORT").ok().as_deref(),
+        )?;
+        let listener = TcpListener::bind(addr).await?;
+        tracing::info!(addr = %listener.local_addr()?, functions = ?self.names(), "serving");
+        self.serve_with_shutdown(listener, shutdown_signal()).await
+    }
+
+    /// [`run`](Self::run) on a new multi-threaded Tokio runtime, for a plain
+    /// `fn main`.
+    pub fn run_blocking(self) -> io::Result<()> {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(self.run())
+    }
+}
+
+fn addr_from_env(host: Option<&str>, port: Option<&str>) -> io::Result<SocketAddr> {
+    let host = host.unwrap_or("0.0.0.0");
+    let port: u16 = match port {
+        None => 8080,
+        Some(p) => p.parse().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("PORT must be a port number, got {p:?}"),
+            )
+        })?,
+    };
+    let ip = host.parse().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("HOST must be an IP address, got {host:?}"),
+        )
+    })?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn task(State(app): State<Arc<App>>, method: Method, body: Bytes) -> Response {
+    if method != Method::POST {
+        let answer = failure(None, "method not allowed; POST a task".to_owned());
+        return (StatusCode::METHOD_NOT_ALLOWED, Json(answer)).into_response();
+    }
+    match serde_json::from_slice::<Task>(&body) {
+        Ok(task) => Json(app.call(task).await).into_response(),
+        Err(e) => {
+            let answer = failure(None, format!("malformed task: {e}"));
+            (StatusCode::BAD_REQUEST, Json(answer)).into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_comes_from_env_with_defaults() {
+        assert_eq!(
+            addr_from_env(None, None).unwrap(),
+            "0.0.0.0:8080".parse().unwrap()
+        );
+        assert_eq!(
+            addr_from_env(Some("127.0.0.1"), Some("9001")).unwrap(),
+            "127.0.0.1:9001".parse().unwrap()
+        );
+        assert_eq!(
+            addr_from_env(None, Some("x")).unwrap_err().to_string(),
+            r#"PORT must be a port number, got "x""#
+        );
+    }
+}

@@ -1,0 +1,250 @@
+"""What a handler sees of one task: :class:`Context` and :class:`ObjectView`.
+
+A task carries the object's state to the function (pure-function model); the
+handler changes it in place and the SDK sends back only what changed.
+"""
+
+from typing import Any, Dict, List, Mapping, Optional
+
+__all__ = ["Context", "ObjectView", "TaskError"]
+
+JsonDict = Dict[str, Any]
+
+
+class TaskError(Exception):
+    """Raise from a handler to fail the task with this message.
+
+    The platform then changes nothing and reports the invocation as FAILED
+    with ``errorMsg`` set to ``str(error)``. Any other exception fails the
+    task too; ``TaskError`` only avoids logging a traceback for an expected
+    failure.
+    """
+
+
+class ObjectView:
+    """One object of a task (``main`` or ``output``): metadata, data, files.
+
+    ``data`` is the object's structured state, usually a ``dict``. Mutate it
+    in place or assign a new value; either way the object counts as changed
+    and its new data goes back to the platform, which replaces the stored
+    data whole. An object whose data is left equal to what arrived is not
+    sent back at all.
+    """
+
+    __slots__ = ("_meta", "_data", "_original", "_forced", "_get_urls", "_put_urls", "_updated")
+
+    def __init__(
+        self,
+        record: Mapping[str, Any],
+        original_data: Any,
+        get_urls: Optional[Mapping[str, str]] = None,
+        put_urls: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        meta = record.get("_meta")
+        self._meta: JsonDict = dict(meta) if isinstance(meta, dict) else {}
+        self._data: Any = record.get("data", {})
+        if self._data is None:
+            self._data = {}
+        # An independent copy of the data as it arrived (the request is
+        # decoded twice, which is cheaper than a deep copy).
+        self._original: Any = {} if original_data is None else original_data
+        self._forced = False
+        self._get_urls: Dict[str, str] = dict(get_urls or {})
+        self._put_urls: Dict[str, str] = dict(put_urls or {})
+        self._updated: List[str] = []
+
+    @property
+    def id(self) -> str:
+        """The object id (``_meta.id``)."""
+        return str(self._meta.get("id", ""))
+
+    @property
+    def cls(self) -> str:
+        """The qualified class key, e.g. ``example.record`` (``_meta.cls``)."""
+        return str(self._meta.get("cls", ""))
+
+    @property
+    def revision(self) -> int:
+        """The object's revision when the task was made."""
+        return int(self._meta.get("revision", 0))
+
+    @property
+    def meta(self) -> JsonDict:
+        """The platform-owned metadata (``_meta``); read-only by contract."""
+        return self._meta
+
+    @property
+    def data(self) -> Any:
+        """The structured state. Mutations are detected when the task ends."""
+        return self._data
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        self._data = value
+        self._forced = True
+
+    def mark_changed(self) -> None:
+        """Sends the data back even if it compares equal to what arrived."""
+        self._forced = True
+
+    @property
+    def changed(self) -> bool:
+        """Whether the data will be sent back."""
+        return self._forced or self._data != self._original
+
+    def get_url(self, key: str) -> str:
+        """The presigned GET URL of file ``key`` (main object only).
+
+        Raises :class:`TaskError` when the platform sent none for ``key``.
+        """
+        try:
+            return self._get_urls[key]
+        except KeyError:
+            raise TaskError(f"no download URL for file key {key!r} of object {self.id}") from None
+
+    def put_url(self, key: str) -> str:
+        """The presigned PUT URL for a new version of file ``key``.
+
+        Upload the bytes there, then call :meth:`mark_key_updated`. Raises
+        :class:`TaskError` when the platform sent none for ``key``.
+        """
+        try:
+            return self._put_urls[key]
+        except KeyError:
+            raise TaskError(f"no upload URL for file key {key!r} of object {self.id}") from None
+
+    def mark_key_updated(self, key: str) -> None:
+        """Reports that file ``key`` was uploaded through its PUT URL."""
+        self._updated.append(key)
+
+    @property
+    def updated_keys(self) -> List[str]:
+        """File keys reported as uploaded, in order."""
+        return list(self._updated)
+
+    def update(self) -> Optional[JsonDict]:
+        """The completion entry for this object, or None for "no change"."""
+        out: JsonDict = {}
+        if self.changed:
+            out["data"] = self._data
+        if self._updated:
+            out["updatedKeys"] = list(self._updated)
+        return out or None
+
+    def __repr__(self) -> str:
+        return f"ObjectView(cls={self.cls!r}, id={self.id!r}, changed={self.changed})"
+
+
+class Context:
+    """Everything a handler gets for one task.
+
+    Attributes:
+        id: the invocation id.
+        func_key: the qualified function key, e.g. ``example.random``.
+        fb_name: the binding name the caller used, e.g. ``random``.
+        args: string arguments (query parameters of the call, binding defaults).
+        body: the request body (any JSON value) or None.
+        immutable: True when the call must not change the main object.
+        ts: the task's timestamp, milliseconds since the Unix epoch.
+        main_get_keys / main_put_keys / output_keys: presigned file URLs.
+        task: the raw task as decoded from JSON.
+    """
+
+    def __init__(self, task: Mapping[str, Any], snapshot: Optional[Mapping[str, Any]] = None) -> None:
+        """Builds a context from a decoded task.
+
+        ``snapshot`` is a second, independent decoding of the same task; the
+        objects' data is compared against it to detect changes. Without it a
+        deep copy is made.
+        """
+        if snapshot is None:
+            import copy
+
+            snapshot = copy.deepcopy(dict(task))
+        self.task: Mapping[str, Any] = task
+        self.id: str = str(task.get("id", ""))
+        self.func_key: str = str(task.get("funcKey", ""))
+        self.fb_name: str = str(task.get("fbName", ""))
+        self.args: Dict[str, str] = {str(k): str(v) for k, v in (task.get("args") or {}).items()}
+        self.body: Any = task.get("reqBody")
+        self.immutable: bool = bool(task.get("immutable", False))
+        self.ts: int = int(task.get("ts") or 0)
+        self.main_get_keys: Dict[str, str] = dict(task.get("mainGetKeys") or {})
+        self.main_put_keys: Dict[str, str] = dict(task.get("mainPutKeys") or {})
+        self.output_keys: Dict[str, str] = dict(task.get("outputKeys") or {})
+        self._main = _view(task, snapshot, "main", self.main_get_keys, self.main_put_keys)
+        self._output = _view(task, snapshot, "output", None, self.output_keys)
+
+    @property
+    def has_main(self) -> bool:
+        """Whether the task carries a main object (False for class-level calls)."""
+        return self._main is not None
+
+    @property
+    def main(self) -> ObjectView:
+        """The object the function was called on.
+
+        Raises :class:`TaskError` for a class-level (``noMain``) call.
+        """
+        if self._main is None:
+            raise TaskError(f"call of {self.fb_name!r} has no main object (class-level call)")
+        return self._main
+
+    @property
+    def output(self) -> Optional[ObjectView]:
+        """The new output object (bindings with ``outputCls``), or None."""
+        return self._output
+
+    def arg(self, name: str, default: Optional[str] = None) -> Optional[str]:
+        """The string argument ``name``, or ``default``."""
+        return self.args.get(name, default)
+
+    def int_arg(self, name: str, default: int) -> int:
+        """The argument ``name`` as an int; a non-integer fails the task."""
+        raw = self.args.get(name)
+        if raw is None:
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            raise TaskError(f"argument {name!r} must be an integer, got {raw!r}") from None
+
+    def update_main_key(self, key: str) -> None:
+        """Reports that the main object's file ``key`` was uploaded."""
+        self.main.mark_key_updated(key)
+
+    def update_output_key(self, key: str) -> None:
+        """Reports that the output object's file ``key`` was uploaded."""
+        if self._output is None:
+            raise TaskError("this call has no output object")
+        self._output.mark_key_updated(key)
+
+    def completion(self, body: Any = None) -> JsonDict:
+        """The successful completion for this task with ``body`` as result."""
+        out: JsonDict = {"id": self.id, "success": True}
+        if self._main is not None:
+            update = self._main.update()
+            if update is not None:
+                out["main"] = update
+        if self._output is not None:
+            update = self._output.update()
+            if update is not None:
+                out["output"] = update
+        if body is not None:
+            out["body"] = body
+        return out
+
+
+def _view(
+    task: Mapping[str, Any],
+    snapshot: Mapping[str, Any],
+    name: str,
+    get_urls: Optional[Mapping[str, str]],
+    put_urls: Optional[Mapping[str, str]],
+) -> Optional[ObjectView]:
+    record = task.get(name)
+    if not isinstance(record, dict):
+        return None
+    original = snapshot.get(name)
+    original_data = original.get("data", {}) if isinstance(original, dict) else {}
+    return ObjectView(record, original_data, get_urls, put_urls)
