@@ -129,7 +129,10 @@ mod tests {
     fn completion_rejects_non_objects() {
         check_err("null", "function answer is null, expected a JSON object");
         check_err("[1]", "function answer is an array, expected a JSON object");
-        check_err("{", "function answer is not JSON: EOF while parsing an object at line 1 column 1");
+        check_err(
+            "{",
+            "function answer is not JSON: EOF while parsing an object at line 1 column 1",
+        );
     }
 
     #[test]
