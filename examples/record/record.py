@@ -3,6 +3,8 @@
 Functions (see package.yaml):
   random       in place: adds `n` random pairs (keys 10 chars, values 40 chars) to main's data.
   random-copy  immutable: the output object gets main's data plus `n` new pairs; main is untouched.
+  fill         in place: replaces main's data with `n` random pairs, so the state keeps its size
+               (the benchmark's steady-state JSON update).
 
 Run by the platform as a process function (`PORT` set), from the repository root:
   PYTHONPATH=sdk/python python3 examples/record/record.py
@@ -64,6 +66,15 @@ def insert_random_copy(ctx: oprc.Context) -> Any:
     data.update(random_pairs(n))
     ctx.output.data = data
     return {"added": n, "size": len(data), "output": ctx.output.id}
+
+
+@app.function("fill")
+def fill(ctx: oprc.Context) -> Any:
+    """Replaces main's data with `n` random pairs."""
+    n = pair_count(ctx)
+    record_data(ctx.main)
+    ctx.main.data = random_pairs(n)
+    return {"size": n}
 
 
 if __name__ == "__main__":

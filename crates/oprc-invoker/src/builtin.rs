@@ -1,0 +1,249 @@
+//! The builtin functions (`builtin.*`), executed in process. Like
+//! [`crate::apply`], these decide; the caller does the IO.
+
+use std::collections::BTreeMap;
+
+use oprc_core::{InvocationError, ObjectId, ObjectRecord};
+use oprc_package::{ResolvedBinding, ResolvedClass};
+use serde::Deserialize;
+
+use crate::error::codes;
+
+/// A builtin function, by the last segment of its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Builtin {
+    New,
+    Get,
+    Update,
+    Delete,
+    Copy,
+    Project,
+    File,
+}
+
+impl Builtin {
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "new" => Self::New,
+            "get" => Self::Get,
+            "update" => Self::Update,
+            "delete" => Self::Delete,
+            "copy" => Self::Copy,
+            "project" => Self::Project,
+            "file" => Self::File,
+            _ => return None,
+        })
+    }
+
+    /// Whether it changes its main object (and so runs in the inbox).
+    pub fn mutates_main(self) -> bool {
+        matches!(self, Self::Update | Self::Delete)
+    }
+
+    /// Whether it is called at class level, without a main object.
+    pub fn class_level(self) -> bool {
+        matches!(self, Self::New)
+    }
+}
+
+pub(crate) fn invalid(message: impl Into<String>) -> InvocationError {
+    InvocationError {
+        code: codes::INVALID_ARGUMENT.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// The body of `new`: `{id?, data?, keys?, refs?}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewBody {
+    id: Option<String>,
+    data: Option<serde_json::Value>,
+    #[serde(default)]
+    keys: Vec<String>,
+    #[serde(default)]
+    refs: BTreeMap<String, String>,
+}
+
+/// Builds the object `new` creates (revision 1).
+pub(crate) fn new_object(
+    class: &ResolvedClass,
+    body: Option<&serde_json::Value>,
+) -> Result<ObjectRecord, InvocationError> {
+    let body: NewBody = match body {
+        None | Some(serde_json::Value::Null) => NewBody::default(),
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|e| invalid(format!("body of `new` is invalid: {e}")))?,
+    };
+    if !body.keys.is_empty() {
+        return Err(InvocationError {
+            code: codes::UNSUPPORTED.to_owned(),
+            message: "file keys need the blob store, which this node does not have yet".into(),
+        });
+    }
+    let id = match body.id {
+        Some(id) => ObjectId::new(id).map_err(|e| invalid(e.to_string()))?,
+        None => ObjectId::generate(),
+    };
+    let mut refs = BTreeMap::new();
+    for (name, target) in body.refs {
+        if !class.refs.contains_key(&name) {
+            let known: Vec<&String> = class.refs.keys().collect();
+            return Err(invalid(format!(
+                "class `{}` has no reference `{name}` (its references: {known:?})",
+                class.key
+            )));
+        }
+        refs.insert(
+            name,
+            ObjectId::new(target).map_err(|e| invalid(e.to_string()))?,
+        );
+    }
+    let data = body
+        .data
+        .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+    let mut obj = ObjectRecord::new(class.key.clone(), id, data);
+    obj.meta.refs = refs;
+    obj.meta.revision = 1;
+    Ok(obj)
+}
+
+/// The new state `update` gives: the body replaces the data, or is merged
+/// into it (JSON merge patch, RFC 7386) when the binding sets
+/// `override.merge: true`.
+pub(crate) fn updated(
+    binding: &ResolvedBinding,
+    main: &ObjectRecord,
+    body: Option<&serde_json::Value>,
+) -> Result<Option<ObjectRecord>, InvocationError> {
+    let Some(body) = body else {
+        return Err(invalid("`update` needs a JSON body with the new data"));
+    };
+    let merge = binding
+        .override_options
+        .get("merge")
+        .is_some_and(|v| v == &serde_json::Value::Bool(true) || v == "true");
+    let mut data = main.data.clone();
+    if merge {
+        json_patch::merge(&mut data, body);
+    } else {
+        data = body.clone();
+    }
+    if data == main.data {
+        return Ok(None);
+    }
+    let mut next = main.clone();
+    next.data = data;
+    next.meta.revision += 1;
+    Ok(Some(next))
+}
+
+/// A copy of `main` under a new id (body `{id?}`).
+pub(crate) fn copy_of(
+    main: &ObjectRecord,
+    body: Option<&serde_json::Value>,
+) -> Result<ObjectRecord, InvocationError> {
+    let id = match body.and_then(|b| b.get("id")) {
+        Some(serde_json::Value::String(id)) => {
+            ObjectId::new(id.clone()).map_err(|e| invalid(e.to_string()))?
+        }
+        Some(other) => return Err(invalid(format!("`id` must be a string, not {other}"))),
+        None => ObjectId::generate(),
+    };
+    let mut obj = ObjectRecord::new(main.meta.cls.clone(), id, main.data.clone());
+    obj.meta.refs = main.meta.refs.clone();
+    obj.meta.revision = 1;
+    Ok(obj)
+}
+
+/// `project`: the values at a JSONPath (RFC 9535) given as arg `path` (or
+/// body `{"path": ...}`), as a JSON array.
+pub(crate) fn project(
+    main: &ObjectRecord,
+    args: &BTreeMap<String, String>,
+    body: Option<&serde_json::Value>,
+) -> Result<serde_json::Value, InvocationError> {
+    let path = args
+        .get("path")
+        .map(String::as_str)
+        .or_else(|| body.and_then(|b| b.get("path")).and_then(|p| p.as_str()))
+        .ok_or_else(|| invalid("`project` needs a JSONPath in arg `path`, e.g. path=$.name"))?;
+    let path = serde_json_path::JsonPath::parse(path)
+        .map_err(|e| invalid(format!("invalid JSONPath {path:?}: {e}")))?;
+    let values = path.query(&main.data).all().into_iter().cloned().collect();
+    Ok(serde_json::Value::Array(values))
+}
+
+#[cfg(test)]
+mod tests {
+    use oprc_core::ClassKey;
+    use serde_json::json;
+
+    use super::*;
+
+    fn obj(data: serde_json::Value) -> ObjectRecord {
+        let mut o = ObjectRecord::new(
+            ClassKey::new("p.c").unwrap(),
+            ObjectId::new("o").unwrap(),
+            data,
+        );
+        o.meta.revision = 1;
+        o
+    }
+
+    fn binding(merge: bool) -> ResolvedBinding {
+        serde_json::from_value(json!({
+            "name": "update", "function": "builtin.update", "kind": "BUILTIN",
+            "access": "PUBLIC", "immutable": false, "noMain": false,
+            "override": if merge { json!({"merge": true}) } else { json!({}) },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn update_replaces_or_merges() {
+        let main = obj(json!({"a": 1, "b": {"c": 2}}));
+        let replaced = updated(&binding(false), &main, Some(&json!({"x": 1}))).unwrap();
+        assert_eq!(replaced.unwrap().data, json!({"x": 1}));
+        let merged = updated(
+            &binding(true),
+            &main,
+            Some(&json!({"b": {"d": 3}, "a": null})),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(merged.data, json!({"b": {"c": 2, "d": 3}}));
+        assert_eq!(merged.meta.revision, 2);
+        assert!(
+            updated(&binding(false), &main, Some(&main.data))
+                .unwrap()
+                .is_none()
+        );
+        assert!(updated(&binding(false), &main, None).is_err());
+    }
+
+    #[test]
+    fn project_selects_by_jsonpath() {
+        let main = obj(json!({"a": [{"n": 1}, {"n": 2}]}));
+        let args = BTreeMap::from([("path".to_owned(), "$.a[*].n".to_owned())]);
+        assert_eq!(project(&main, &args, None).unwrap(), json!([1, 2]));
+        let bad = BTreeMap::from([("path".to_owned(), "$[".to_owned())]);
+        assert!(project(&main, &bad, None).is_err());
+    }
+
+    #[test]
+    fn copy_gets_a_new_id() {
+        let main = obj(json!({"k": 1}));
+        let c = copy_of(&main, None).unwrap();
+        assert_ne!(c.meta.id, main.meta.id);
+        assert_eq!(c.data, main.data);
+        assert_eq!(
+            copy_of(&main, Some(&json!({"id": "x"})))
+                .unwrap()
+                .meta
+                .id
+                .as_str(),
+            "x"
+        );
+    }
+}

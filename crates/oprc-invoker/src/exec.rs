@@ -1,0 +1,322 @@
+//! Running one checked call against a known state, then committing what it
+//! did (all or nothing, G2).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use oprc_core::{
+    Completion, InvocationError, InvocationRecord, InvocationRequest, InvocationResponse,
+    InvocationStats, InvocationStatus, ObjectId, ObjectRecord,
+};
+use oprc_store::{ErrorKind, Write, WriteBatch};
+
+use crate::apply::{self, Outcome, TaskInput};
+use crate::builtin::{self, Builtin};
+use crate::error::codes;
+use crate::invoker::Shared;
+use crate::plan::{Action, Plan};
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What a call did, before it is committed.
+pub(crate) struct Step {
+    pub status: InvocationStatus,
+    pub error: Option<InvocationError>,
+    pub main: MainChange,
+    pub output: Option<ObjectRecord>,
+    pub body: Option<serde_json::Value>,
+    pub offload_ts: i64,
+}
+
+pub(crate) enum MainChange {
+    Keep,
+    Put(ObjectRecord),
+    Delete,
+}
+
+impl Step {
+    fn ok(main: MainChange, output: Option<ObjectRecord>, body: Option<serde_json::Value>) -> Self {
+        Self {
+            status: InvocationStatus::Succeeded,
+            error: None,
+            main,
+            output,
+            body,
+            offload_ts: 0,
+        }
+    }
+
+    fn failed(error: InvocationError) -> Self {
+        Self {
+            status: InvocationStatus::Failed,
+            error: Some(error),
+            main: MainChange::Keep,
+            output: None,
+            body: None,
+            offload_ts: 0,
+        }
+    }
+}
+
+fn failure(code: &str, message: impl Into<String>) -> InvocationError {
+    InvocationError {
+        code: code.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Runs the call. `main` is the main object's committed state (`None` for
+/// class-level calls).
+pub(crate) async fn run(
+    shared: &Shared,
+    plan: &Plan,
+    req: &InvocationRequest,
+    main: Option<&ObjectRecord>,
+) -> Step {
+    match plan.action {
+        Action::Builtin(b) => run_builtin(shared, b, plan, req, main),
+        Action::Task { timeout } => run_task(shared, plan, req, main, timeout).await,
+    }
+}
+
+fn run_builtin(
+    shared: &Shared,
+    b: Builtin,
+    plan: &Plan,
+    req: &InvocationRequest,
+    main: Option<&ObjectRecord>,
+) -> Step {
+    let body = req.body.as_ref();
+    let result = match (b, main) {
+        (Builtin::New, _) => {
+            let catalog = shared.catalog.load();
+            match catalog.class(&req.cls) {
+                Some(class) => builtin::new_object(class, body)
+                    .map(|obj| Step::ok(MainChange::Keep, Some(obj), None)),
+                None => Err(failure(
+                    codes::NOT_FOUND,
+                    format!("class `{}` does not exist", req.cls),
+                )),
+            }
+        }
+        (Builtin::Get, Some(_)) => Ok(Step::ok(MainChange::Keep, None, None)),
+        (Builtin::Update, Some(m)) => builtin::updated(&plan.binding, m, body)
+            .map(|next| Step::ok(next.map_or(MainChange::Keep, MainChange::Put), None, None)),
+        (Builtin::Delete, Some(_)) => Ok(Step::ok(MainChange::Delete, None, None)),
+        (Builtin::Copy, Some(m)) => {
+            builtin::copy_of(m, body).map(|obj| Step::ok(MainChange::Keep, Some(obj), None))
+        }
+        (Builtin::Project, Some(m)) => {
+            builtin::project(m, &req.args, body).map(|v| Step::ok(MainChange::Keep, None, Some(v)))
+        }
+        (Builtin::File, Some(_)) => Err(failure(
+            codes::UNSUPPORTED,
+            "files need the blob store, which this node does not have yet",
+        )),
+        (_, None) => Err(failure(
+            codes::INVALID_ARGUMENT,
+            "this builtin needs a main object",
+        )),
+    };
+    result.unwrap_or_else(Step::failed)
+}
+
+async fn run_task(
+    shared: &Shared,
+    plan: &Plan,
+    req: &InvocationRequest,
+    main: Option<&ObjectRecord>,
+    timeout: std::time::Duration,
+) -> Step {
+    let output = plan.binding.output_cls.as_ref().map(|cls| {
+        // The output id is the invocation id: a re-run of the same
+        // invocation (async replay) cannot create a second output object.
+        let id = ObjectId::new(req.inv_id.as_str()).expect("invocation ids are valid object ids");
+        ObjectRecord::new(
+            cls.clone(),
+            id,
+            serde_json::Value::Object(Default::default()),
+        )
+    });
+    let offload_ts = now_ms();
+    let task = apply::build_task(&TaskInput {
+        inv_id: req.inv_id.as_str(),
+        binding: &plan.binding,
+        args: &req.args,
+        body: req.body.as_ref(),
+        main,
+        output: output.as_ref(),
+        now_ms: offload_ts,
+    });
+    let bytes = match serde_json::to_vec(&task) {
+        Ok(b) => b,
+        Err(e) => {
+            return Step::failed(failure(
+                codes::INVALID_ARGUMENT,
+                format!("cannot encode task: {e}"),
+            ));
+        }
+    };
+    let answer = shared
+        .engine
+        .invoke(
+            &plan.binding.function,
+            bytes.into(),
+            timeout,
+            &http::HeaderMap::new(),
+        )
+        .await;
+    let mut step = match answer {
+        Err(e) => Step::failed(engine_failure(e)),
+        Ok(bytes) => match Completion::parse(&bytes) {
+            Err(e) => Step::failed(failure(codes::BAD_COMPLETION, e.to_string())),
+            Ok(completion) => {
+                match apply::apply_completion(&plan.binding, main, output, completion) {
+                    Outcome::Failed(e) => Step::failed(e),
+                    Outcome::Commit { main, output, body } => {
+                        Step::ok(main.map_or(MainChange::Keep, MainChange::Put), output, body)
+                    }
+                }
+            }
+        },
+    };
+    step.offload_ts = offload_ts;
+    step
+}
+
+fn engine_failure(e: oprc_engine::InvokeError) -> InvocationError {
+    use oprc_engine::InvokeError as E;
+    let code = match &e {
+        E::Timeout { .. } => codes::FUNCTION_TIMEOUT,
+        E::Status { .. } | E::ResponseTooLarge { .. } => codes::BAD_COMPLETION,
+        E::NotDeployed(_) | E::Unreachable { .. } | E::Unavailable { .. } => {
+            codes::FUNCTION_UNREACHABLE
+        }
+    };
+    failure(code, e.to_string())
+}
+
+/// What the object's cached state is after a call.
+pub(crate) enum CacheAfter {
+    /// Keep what was cached.
+    Keep,
+    /// The new committed state (`None`: the object is gone).
+    Set(Option<ObjectRecord>),
+    /// Unknown: reload from the store next time.
+    Invalidate,
+}
+
+/// Commits a step: main change, output object and (when `record`) the
+/// invocation record, in one batch. `offset` is the async-log offset being
+/// applied, stored in the main object's `lastOffset` (G5).
+pub(crate) async fn finish(
+    shared: &Shared,
+    req: &InvocationRequest,
+    main: Option<&ObjectRecord>,
+    step: Step,
+    offset: Option<u64>,
+    record: bool,
+    que_ts: i64,
+) -> (InvocationResponse, CacheAfter) {
+    let mut response = InvocationResponse::status(req.inv_id.clone(), step.status);
+    response.error = step.error;
+    response.body = step.body;
+    let mut batch = WriteBatch::new();
+    let mut cache = CacheAfter::Keep;
+    let mut writes_main = false;
+    if step.status == InvocationStatus::Succeeded {
+        match step.main {
+            MainChange::Keep => response.main = main.cloned(),
+            MainChange::Put(mut next) => {
+                if let Some(offset) = offset {
+                    next.meta.last_offset = offset;
+                }
+                batch.push(Write::PutObject {
+                    expected_revision: main.map(|m| m.meta.revision),
+                    record: next.clone(),
+                });
+                writes_main = true;
+                cache = CacheAfter::Set(Some(next.clone()));
+                response.main = Some(next);
+            }
+            MainChange::Delete => {
+                if let Some(m) = main {
+                    batch.push(Write::DeleteObject {
+                        cls: m.meta.cls.clone(),
+                        oid: m.meta.id.clone(),
+                        expected_revision: m.meta.revision,
+                    });
+                }
+                writes_main = true;
+                cache = CacheAfter::Set(None);
+            }
+        }
+        if let Some(out) = step.output {
+            batch.push(Write::PutObject {
+                record: out.clone(),
+                expected_revision: None,
+            });
+            response.output = Some(out);
+        }
+    }
+    response.stats = Some(InvocationStats {
+        que_ts,
+        offload_ts: step.offload_ts,
+        cpt_ts: now_ms(),
+    });
+    if record {
+        batch.push(Write::PutInvocation(Box::new(record_of(
+            shared, req, &response,
+        ))));
+    }
+    if batch.writes.is_empty() {
+        return (response, cache);
+    }
+    if let Err(e) = shared.state.commit(batch).await {
+        tracing::warn!(inv = %req.inv_id, cls = %req.cls, error = %e, "commit failed");
+        let (code, message) = if e.kind == ErrorKind::Conflict && !writes_main {
+            (
+                codes::ALREADY_EXISTS,
+                "an object with this id already exists",
+            )
+        } else if e.kind == ErrorKind::Conflict {
+            (
+                codes::CONFLICT,
+                "the object was changed concurrently; nothing was committed",
+            )
+        } else {
+            (
+                codes::STORAGE,
+                "the new state could not be stored; nothing was committed",
+            )
+        };
+        response = InvocationResponse::status(req.inv_id.clone(), InvocationStatus::Failed);
+        response.error = Some(failure(code, message));
+        if record {
+            // Best effort: remember the failure so a replay does not run it
+            // again. If this fails too, a replay will retry the call.
+            let mut batch = WriteBatch::new();
+            batch.push(Write::PutInvocation(Box::new(record_of(
+                shared, req, &response,
+            ))));
+            let _ = shared.state.commit(batch).await;
+        }
+        return (response, CacheAfter::Invalidate);
+    }
+    (response, cache)
+}
+
+pub(crate) fn record_of(
+    shared: &Shared,
+    req: &InvocationRequest,
+    response: &InvocationResponse,
+) -> InvocationRecord {
+    InvocationRecord {
+        request: req.clone(),
+        response: response.clone(),
+        expires_at: now_ms() + shared.options.retention.as_millis() as i64,
+    }
+}

@@ -1,0 +1,63 @@
+//! From a function's `provision` and `config` to an engine deployment.
+
+use oprc_engine::{Deployment, ProcessSpec};
+use oprc_package::{Diagnostic, Document, FunctionType, ResolvedFunction};
+
+/// Where a task function runs: `provision.process`, then `provision.http`,
+/// then `config.staticUrl`. `None` for builtins and macros, and for task
+/// functions with none of these.
+pub fn deployment_of(f: &ResolvedFunction) -> Option<Deployment> {
+    if f.kind != FunctionType::Task {
+        return None;
+    }
+    let provision = f.provision.as_ref();
+    if let Some(p) = provision.and_then(|p| p.process.as_ref()) {
+        let mut env = f.config.custom.clone();
+        env.extend(p.env.clone());
+        return Some(Deployment::Process(ProcessSpec {
+            command: p.command.argv(),
+            env,
+            workdir: p.workdir.as_ref().map(Into::into),
+            min_instances: p.min_instances,
+            max_instances: p.max_instances,
+            concurrency: p.concurrency,
+            idle_timeout: p.idle_timeout.into(),
+            readiness_timeout: p.readiness_timeout.into(),
+        }));
+    }
+    if let Some(h) = provision.and_then(|p| p.http.as_ref()) {
+        return Some(Deployment::Http { url: h.url.clone() });
+    }
+    f.config
+        .static_url
+        .as_ref()
+        .map(|url| Deployment::Http { url: url.clone() })
+}
+
+/// Whether a function needs somewhere to run on this node.
+pub(crate) fn needs_deployment(f: &ResolvedFunction) -> bool {
+    f.kind == FunctionType::Task
+        && !f
+            .provision
+            .as_ref()
+            .is_some_and(|p| p.knative.is_some() || p.deployment.is_some())
+}
+
+pub(crate) fn missing(doc: &Document, f: &ResolvedFunction) -> Diagnostic {
+    let index = doc
+        .package()
+        .functions
+        .iter()
+        .position(|g| g.name == f.name)
+        .unwrap_or(0);
+    let path = format!("functions[{index}]");
+    Diagnostic::error(
+        doc.position(&path),
+        path,
+        format!(
+            "task function `{}` has nowhere to run: set `provision.process` (local workers), \
+             `provision.http.url` or `config.staticUrl`",
+            f.name
+        ),
+    )
+}

@@ -1,0 +1,182 @@
+//! The package manager and class registry of a node (the paper's class
+//! module and class runtime manager).
+//!
+//! Applying a package: parse and validate it against the whole catalog
+//! (`oprc-package`), hand its task functions to the FaaS engine, store its
+//! source durably, then swap in the new catalog atomically, so readers see
+//! either the old or the new classes, never a mix. Nothing is stored or
+//! changed when anything is invalid. At start, the stored packages are
+//! loaded and deployed again.
+//!
+//! It does not run invocations and does not speak HTTP.
+
+mod deploy;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use oprc_package::{Catalog, Diagnostic, ResolvedPackage};
+use oprc_store::StateStore;
+
+pub use deploy::deployment_of;
+
+/// Why a registry operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The package is invalid; every problem is listed.
+    #[error("the package is invalid")]
+    Invalid(Vec<Diagnostic>),
+    #[error("package `{0}` does not exist")]
+    NotFound(String),
+    /// The operation would break the catalog (e.g. deleting a package that
+    /// others depend on).
+    #[error("{0}")]
+    Refused(String),
+    #[error("storage failed")]
+    Storage(#[from] oprc_store::Error),
+}
+
+/// The outcome of applying a package.
+#[derive(Debug)]
+pub struct Applied {
+    pub package: ResolvedPackage,
+    pub warnings: Vec<Diagnostic>,
+    /// `false` when it replaced a package of the same name.
+    pub created: bool,
+}
+
+/// The registry. Cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    catalog: Arc<ArcSwap<Catalog>>,
+    state: Arc<dyn StateStore>,
+    engine: oprc_engine::Handle,
+    /// Applies and deletes run one at a time.
+    write: tokio::sync::Mutex<()>,
+}
+
+impl Registry {
+    /// Loads the stored packages and deploys their functions.
+    pub async fn open(
+        state: Arc<dyn StateStore>,
+        engine: oprc_engine::Handle,
+    ) -> Result<Self, Error> {
+        let mut docs = Vec::new();
+        for (name, source) in state.list_packages().await? {
+            match oprc_package::parse(&source) {
+                Ok(doc) => docs.push(doc),
+                Err(diags) => {
+                    // Stored sources were valid when applied; a newer
+                    // version of the format may disagree. Keep the node up.
+                    tracing::error!(package = %name, problems = diags.len(), first = %diags[0], "stored package no longer parses; skipped");
+                }
+            }
+        }
+        let catalog = Catalog::load(docs)
+            .map_err(|e| Error::Refused(format!("stored packages do not load: {e}")))?;
+        for f in catalog.functions() {
+            if let Some(d) = deploy::deployment_of(f)
+                && let Err(e) = engine.deploy(f.key.clone(), d)
+            {
+                tracing::error!(function = %f.key, error = %e, "cannot deploy stored function");
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                catalog: Arc::new(ArcSwap::from_pointee(catalog)),
+                state,
+                engine,
+                write: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// The live catalog, shared with the invoker.
+    pub fn shared_catalog(&self) -> Arc<ArcSwap<Catalog>> {
+        self.inner.catalog.clone()
+    }
+
+    /// A snapshot of the catalog.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.inner.catalog.load_full()
+    }
+
+    /// Creates or replaces a package from its YAML or JSON source.
+    pub async fn apply(&self, source: &str) -> Result<Applied, Error> {
+        let doc = oprc_package::parse(source).map_err(Error::Invalid)?;
+        let _write = self.inner.write.lock().await;
+        let current = self.inner.catalog.load_full();
+        let created = current.package(doc.name()).is_none();
+        let applied = current.apply(&doc).map_err(Error::Invalid)?;
+        let package = applied.package.clone();
+        // Check every deployment before changing anything.
+        let mut deployments = Vec::new();
+        let mut problems = Vec::new();
+        for f in package_functions(&applied.catalog, doc.name()) {
+            match deploy::deployment_of(f) {
+                Some(d) => deployments.push((f.key.clone(), d)),
+                None if deploy::needs_deployment(f) => problems.push(deploy::missing(&doc, f)),
+                None => {}
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Invalid(problems));
+        }
+        self.inner.state.put_package(doc.name(), source).await?;
+        // Functions the new version no longer has.
+        let keep: Vec<_> = deployments.iter().map(|(k, _)| k.clone()).collect();
+        for f in package_functions(&current, doc.name()) {
+            if !keep.contains(&f.key) {
+                self.inner.engine.undeploy(&f.key);
+            }
+        }
+        for (key, d) in deployments {
+            if let Err(e) = self.inner.engine.deploy(key.clone(), d) {
+                // Validated above, so this is an engine-side refusal; the
+                // package is stored, calls to this function will fail.
+                tracing::error!(function = %key, error = %e, "deploy failed");
+            }
+        }
+        self.inner.catalog.store(Arc::new(applied.catalog));
+        tracing::info!(package = %doc.name(), created, "package applied");
+        Ok(Applied {
+            package,
+            warnings: applied.warnings,
+            created,
+        })
+    }
+
+    /// Deletes a package and stops its functions. Objects of its classes
+    /// stay stored (re-applying the package makes them reachable again).
+    pub async fn delete(&self, name: &str) -> Result<(), Error> {
+        let _write = self.inner.write.lock().await;
+        let current = self.inner.catalog.load_full();
+        if current.package(name).is_none() {
+            return Err(Error::NotFound(name.to_owned()));
+        }
+        let next = current
+            .remove(name)
+            .map_err(|e| Error::Refused(e.to_string()))?;
+        self.inner.state.delete_package(name).await?;
+        for f in package_functions(&current, name) {
+            self.inner.engine.undeploy(&f.key);
+        }
+        self.inner.catalog.store(Arc::new(next));
+        tracing::info!(package = %name, "package deleted");
+        Ok(())
+    }
+}
+
+fn package_functions<'a>(
+    catalog: &'a Catalog,
+    name: &str,
+) -> impl Iterator<Item = &'a oprc_package::ResolvedFunction> {
+    catalog
+        .package(name)
+        .into_iter()
+        .flat_map(|p| p.functions.iter().map(|f| f.as_ref()))
+}

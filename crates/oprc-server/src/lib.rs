@@ -1,0 +1,116 @@
+//! Wiring of one node: storage, FaaS engines, registry, invoker and the
+//! HTTP API, started in dependency order and stopped in reverse.
+//!
+//! [`run`] takes a bound listener and a shutdown future (so tests start a
+//! real node on port 0). Shutdown order: stop accepting and drain HTTP
+//! requests, stop consuming the async log and drain running invocations,
+//! stop function workers, close storage.
+
+mod config;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use config::Overrides;
+
+/// Runs a node on `listener` until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let db_path = config.data_dir.join("oprc.redb");
+    let mut store_options = oprc_store_redb::Options::new(&db_path);
+    store_options.sync = config.sync;
+    let store = oprc_store_redb::Store::open(store_options).with_context(|| {
+        format!(
+            "failed to open the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    let state: Arc<dyn oprc_store::StateStore> = Arc::new(store.clone());
+    let log: Arc<dyn oprc_store::InvocationLog> = Arc::new(store);
+
+    let engine = oprc_engine::Service::new(config.engine.clone());
+    let engine_handle = engine.handle();
+    let engine_cancel = CancellationToken::new();
+    let engine_task = tokio::spawn(engine.run(engine_cancel.clone()));
+
+    let registry = oprc_registry::Registry::open(state.clone(), engine_handle.clone())
+        .await
+        .context("failed to load the stored packages")?;
+    for path in &config.apply {
+        let source = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read package {}", path.display()))?;
+        match registry.apply(&source).await {
+            Ok(applied) => {
+                for w in &applied.warnings {
+                    tracing::warn!(file = %path.display(), warning = %w, "package warning");
+                }
+                tracing::info!(file = %path.display(), package = %applied.package.name, "package applied");
+            }
+            Err(oprc_registry::Error::Invalid(diags)) => {
+                let text: Vec<String> = diags
+                    .iter()
+                    .map(|d| format!("{}:{d}", path.display()))
+                    .collect();
+                anyhow::bail!(
+                    "package {} is invalid:\n{}",
+                    path.display(),
+                    text.join("\n")
+                );
+            }
+            Err(e) => return Err(e).with_context(|| format!("failed to apply {}", path.display())),
+        }
+    }
+
+    let mut metrics = prometheus_client::registry::Registry::default();
+    let invoker_metrics = oprc_invoker::Metrics::new(&mut metrics);
+    let invoker = oprc_invoker::Invoker::new(
+        config.invoker.clone(),
+        registry.shared_catalog(),
+        state,
+        log,
+        engine_handle,
+        invoker_metrics,
+    );
+    let invoker_handle = invoker.handle();
+    let invoker_cancel = CancellationToken::new();
+    let invoker_task = tokio::spawn(invoker.run(invoker_cancel.clone()));
+
+    let app = Arc::new(oprc_ingress::AppState {
+        invoker: invoker_handle,
+        registry,
+        metrics: Arc::new(metrics),
+        options: config.api.clone(),
+        ready: AtomicBool::new(true),
+    });
+    let router = oprc_ingress::router(app.clone());
+    let addr = listener.local_addr().context("listener has no address")?;
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "node ready");
+
+    let ready = app.clone();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            ready.ready.store(false, Ordering::Relaxed);
+            tracing::info!("shutting down: draining http requests");
+        })
+        .await
+        .context("http server failed")?;
+
+    tracing::info!("draining invocations");
+    invoker_cancel.cancel();
+    invoker_task.await.context("invoker task failed")?;
+    tracing::info!("stopping function workers");
+    engine_cancel.cancel();
+    engine_task.await.context("engine task failed")?;
+    tracing::info!("node stopped");
+    Ok(())
+}

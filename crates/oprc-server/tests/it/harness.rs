@@ -1,0 +1,185 @@
+//! Starts real nodes on port 0 with real function processes.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crate sits in crates/")
+        .to_path_buf()
+}
+
+/// The test package `t`: class `t.thing` whose bindings make the fixture
+/// function behave or misbehave (see fixtures/behave.py).
+pub fn behave_package() -> String {
+    let script = repo_root().join("crates/oprc-server/tests/it/fixtures/behave.py");
+    let script = script.display();
+    format!(
+        r#"
+name: t
+classes:
+  - name: thing
+    functions:
+      - {{name: inc, function: .behave}}
+      - {{name: append, function: .behave}}
+      - {{name: echo, function: .behave, immutable: true, defaultArgs: {{a: "1", b: "2"}}}}
+      - {{name: copyout, function: .behave, immutable: true, outputCls: .thing}}
+      - {{name: fail, function: .behave}}
+      - {{name: http500, function: .behave}}
+      - {{name: garbage, function: .behave}}
+      - {{name: "null", function: .behave}}
+      - {{name: nomsg, function: .behave}}
+      - {{name: slow, function: .slowfn}}
+      - {{name: secret, function: .behave, access: PRIVATE}}
+      - {{name: inside, function: .behave, access: INTERNAL}}
+      - {{name: patch, function: builtin.update, override: {{merge: true}}}}
+functions:
+  - name: behave
+    provision:
+      process: {{command: [python3, "{script}"], maxInstances: 2, concurrency: 64}}
+  - name: slowfn
+    provision:
+      process: {{command: [python3, "{script}"], maxInstances: 1, concurrency: 8}}
+    config: {{timeout: 1s}}
+"#
+    )
+}
+
+pub struct Node {
+    pub url: String,
+    pub client: reqwest::Client,
+    pub data_dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Node {
+    /// Starts a node with the given package sources applied.
+    pub async fn start(packages: &[String]) -> Node {
+        Self::start_in(tempfile::tempdir().expect("tempdir"), packages).await
+    }
+
+    pub async fn start_in(data_dir: tempfile::TempDir, packages: &[String]) -> Node {
+        let mut config = oprc_server::Config {
+            data_dir: data_dir.path().join("data"),
+            ..Default::default()
+        };
+        for (i, source) in packages.iter().enumerate() {
+            let path = data_dir.path().join(format!("pkg{i}.yaml"));
+            std::fs::write(&path, source).expect("write package");
+            config.apply.push(path);
+        }
+        config.invoker.drain_timeout = Duration::from_secs(5);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(oprc_server::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        let node = Node {
+            url,
+            client: reqwest::Client::new(),
+            data_dir,
+            stop: Some(stop),
+            task: Some(task),
+        };
+        node.wait_ready().await;
+        node
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = self.client.get(format!("{}/readyz", self.url)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "node did not become ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{}", self.url, path));
+        if let Some(b) = body {
+            req = req.body(b.to_owned());
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let bytes = resp.bytes().await.expect("body");
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.request(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> (StatusCode, Value) {
+        self.request(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Creates an object and returns its id.
+    pub async fn new_object(&self, cls: &str, body: &str) -> String {
+        let (status, v) = self
+            .post(&format!("/api/classes/{cls}/invokes/new"), body)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        v["output"]["_meta"]["id"].as_str().expect("id").to_owned()
+    }
+
+    pub async fn object(&self, cls: &str, oid: &str) -> Value {
+        let (status, v) = self.get(&format!("/api/classes/{cls}/objects/{oid}")).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        v
+    }
+
+    /// Polls an invocation until it has ended.
+    pub async fn wait_invocation(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, v) = self.get(&format!("/api/invocations/{id}")).await;
+            if status == StatusCode::OK
+                && matches!(v["status"].as_str(), Some("SUCCEEDED" | "FAILED"))
+            {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "invocation {id} did not end: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the node gracefully and returns its data directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("node task").expect("node run");
+        }
+        let Node { data_dir, .. } = self;
+        data_dir
+    }
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: real nodes on port 0, real function processes.
+
+mod harness;
+
+mod bad_input;
+mod concurrency;
+mod examples;
+mod invoke;

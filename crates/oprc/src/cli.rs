@@ -1,0 +1,407 @@
+//! The command line: clap definitions and the parsers of argument values.
+//! Everything that can be checked without the node is checked here, so a
+//! malformed argument is a usage error (exit 2) before any request is sent.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use reqwest::Url;
+
+use crate::output::Format;
+
+const LONG_ABOUT: &str = "\
+Oparaca: objects as a service.
+
+`oprc serve` runs a node (HTTP API, embedded storage in ./oprc-data by default).
+The other commands are clients of a node's HTTP API (--url / OPRC_URL).
+
+Output: data goes to stdout, progress, warnings and errors to stderr.
+-o/--output picks the format of the data: lists (`pkg list`, `cls list`,
+`fn list`, `obj list`) default to `table`, single documents (`get`, `new`,
+`apply`, `invoke`, `inv get`) default to `json`.
+
+Exit codes:
+  0  success
+  1  the request was refused (HTTP 4xx), the invocation FAILED, or a local
+     error (e.g. an unreadable file)
+  2  usage error (bad flags or arguments, unparsable --body/--data)
+  3  cannot reach the node, or the node failed (HTTP 5xx other than a
+     function's own failure)
+  4  `invoke --async --wait` timed out";
+
+#[derive(Debug, Parser)]
+#[command(name = "oprc", version, about = "Oparaca: objects as a service", long_about = LONG_ABOUT)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options of every command.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct Global {
+    /// URL of the node's HTTP API (client commands).
+    #[arg(long, global = true, env = "OPRC_URL", value_name = "URL",
+          default_value = "http://127.0.0.1:6180", value_parser = parse_url)]
+    pub url: Url,
+    /// Bearer token: sent by client commands; required by `serve` on `/api`.
+    #[arg(
+        long,
+        global = true,
+        env = "OPRC_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Format of the data on stdout [default: table for lists, json otherwise].
+    #[arg(short = 'o', long, global = true, value_enum, value_name = "FORMAT")]
+    pub output: Option<Format>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node.
+    Serve(ServeArgs),
+    #[command(flatten)]
+    Client(ClientCommand),
+}
+
+/// The commands that talk to a node.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Packages: apply, get, delete, list.
+    #[command(subcommand)]
+    Pkg(PkgCmd),
+    /// Classes (resolved: inherited bindings and keys included).
+    #[command(subcommand)]
+    Cls(ClsCmd),
+    /// Functions.
+    #[command(subcommand, name = "fn")]
+    Func(FnCmd),
+    /// Objects: new, get, list, delete.
+    #[command(subcommand)]
+    Obj(ObjCmd),
+    /// Invoke a function of a class (CLS) or of an object (CLS/OID).
+    Invoke(InvokeArgs),
+    /// Invocations (status and result of async calls).
+    #[command(subcommand)]
+    Inv(InvCmd),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Flags of `serve`. Config: defaults < --config file < OPRC_* environment
+/// < flags.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the HTTP API [default: 127.0.0.1:6180].
+    #[arg(long, env = "OPRC_LISTEN", value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Data directory of the embedded storage [default: ./oprc-data].
+    #[arg(long, env = "OPRC_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Package file to apply at start (repeatable).
+    #[arg(long, env = "OPRC_APPLY", value_name = "FILE", value_delimiter = ',')]
+    pub apply: Vec<PathBuf>,
+    /// Config file (YAML or JSON; camelCase keys: listen, dataDir, apply,
+    /// token, maxBodyBytes, partitions, retentionSecs, sync).
+    #[arg(long, env = "OPRC_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Partitions of the object space and async log.
+    #[arg(long, env = "OPRC_PARTITIONS", value_name = "N")]
+    pub partitions: Option<u16>,
+    /// Request body limit in bytes.
+    #[arg(long, env = "OPRC_MAX_BODY_BYTES", value_name = "N")]
+    pub max_body_bytes: Option<usize>,
+    /// How long invocation records are kept, in seconds.
+    #[arg(long, env = "OPRC_RETENTION_SECS", value_name = "N")]
+    pub retention_secs: Option<u64>,
+    /// Write-behind storage: faster, but a crash may lose the last moments of writes.
+    #[arg(long, env = "OPRC_NO_SYNC", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_sync: bool,
+    /// Log format on stderr (filter with OPRC_LOG or RUST_LOG; default `info`).
+    #[arg(long, env = "OPRC_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkgCmd {
+    /// Create or update a package from a YAML or JSON file (`-`: stdin).
+    Apply { file: PathBuf },
+    /// Show a resolved package.
+    Get { name: String },
+    /// Delete a package.
+    Delete { name: String },
+    /// List packages.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClsCmd {
+    /// List classes.
+    List,
+    /// Show a resolved class.
+    Get { cls: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FnCmd {
+    /// List functions.
+    List,
+    /// Show a function.
+    Get { key: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ObjCmd {
+    /// Create an object (the class's `new` binding); prints the new object.
+    New {
+        cls: String,
+        /// Object id [default: generated by the node].
+        #[arg(long)]
+        id: Option<String>,
+        /// Initial data: inline JSON, @FILE, or - for stdin.
+        #[arg(long, value_name = "JSON|@FILE|-", value_parser = parse_json_source)]
+        data: Option<JsonSource>,
+    },
+    /// Show an object.
+    Get { cls: String, oid: String },
+    /// List the objects of a class.
+    List {
+        cls: String,
+        /// Page size.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: Option<u16>,
+        /// Start after this cursor (the `next` of a previous page).
+        #[arg(long, value_name = "CURSOR")]
+        after: Option<String>,
+        /// Follow `next` until the last page.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete an object.
+    Delete { cls: String, oid: String },
+}
+
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    /// CLS for a class-level call (e.g. `new`), CLS/OID for an object call.
+    #[arg(value_name = "CLS[/OID]", value_parser = parse_target)]
+    pub target: Target,
+    /// Binding (function) name.
+    #[arg(value_name = "FN")]
+    pub function: String,
+    /// Argument passed to the function as `args` (repeatable).
+    #[arg(long = "arg", value_name = "KEY=VALUE", value_parser = parse_arg)]
+    pub args: Vec<(String, String)>,
+    /// Request body: inline JSON, @FILE, or - for stdin.
+    #[arg(long, value_name = "JSON|@FILE|-", value_parser = parse_json_source)]
+    pub body: Option<JsonSource>,
+    /// Queue the call and answer at once (status QUEUE).
+    #[arg(long = "async")]
+    pub run_async: bool,
+    /// With --async: poll until the invocation finishes and print its result.
+    #[arg(long, requires = "run_async")]
+    pub wait: bool,
+    /// With --wait: give up after this long (e.g. 500ms, 30s, 2m; bare numbers are seconds).
+    #[arg(long, requires = "wait", value_name = "DURATION", default_value = "60s",
+          value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Idempotency-Key header: a retried call with the same key runs once.
+    #[arg(long, value_name = "KEY", value_parser = parse_idempotency_key)]
+    pub idempotency_key: Option<String>,
+    /// Include the main object in the answer.
+    #[arg(long)]
+    pub show_main: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InvCmd {
+    /// Show an invocation (status and result).
+    Get { id: String },
+}
+
+/// What an invocation is addressed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub cls: String,
+    pub oid: Option<String>,
+}
+
+/// A JSON document given on the command line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonSource {
+    Inline(serde_json::Value),
+    File(PathBuf),
+    Stdin,
+}
+
+fn parse_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
+    match url.scheme() {
+        "http" => Ok(url),
+        "https" => Err(
+            "https is not supported by this build; use http:// (or a TLS-terminating proxy)".into(),
+        ),
+        other => Err(format!(
+            "unsupported scheme `{other}`; use http://HOST:PORT"
+        )),
+    }
+}
+
+/// `CLS` or `CLS/OID`; the object id is everything after the first `/`.
+pub fn parse_target(s: &str) -> Result<Target, String> {
+    let (cls, oid) = match s.split_once('/') {
+        None => (s, None),
+        Some((cls, oid)) => (cls, Some(oid)),
+    };
+    if cls.is_empty() {
+        return Err("the class is empty; expected CLS or CLS/OID".into());
+    }
+    if oid == Some("") {
+        return Err("the object id after `/` is empty; expected CLS or CLS/OID".into());
+    }
+    Ok(Target {
+        cls: cls.to_owned(),
+        oid: oid.map(str::to_owned),
+    })
+}
+
+/// `KEY=VALUE`; the value may be empty and may contain `=`.
+pub fn parse_arg(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?} (no `=`)"))?;
+    if k.is_empty() {
+        return Err(format!("expected KEY=VALUE, got {s:?} (empty key)"));
+    }
+    if k.starts_with('_') {
+        return Err(format!(
+            "argument `{k}` starts with `_`, which is reserved for platform flags"
+        ));
+    }
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+/// Inline JSON, `@FILE` or `-`. Inline JSON is checked here; files and
+/// stdin are read (and checked) when the command runs.
+pub fn parse_json_source(s: &str) -> Result<JsonSource, String> {
+    if s == "-" {
+        return Ok(JsonSource::Stdin);
+    }
+    if let Some(path) = s.strip_prefix('@') {
+        if path.is_empty() {
+            return Err("expected a file name after `@`".into());
+        }
+        return Ok(JsonSource::File(path.into()));
+    }
+    serde_json::from_str(s)
+        .map(JsonSource::Inline)
+        .map_err(|e| format!("not valid JSON ({e}); use @FILE to read a file"))
+}
+
+/// `500ms`, `30s`, `2m`, or a bare number of seconds (fractions allowed).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a duration like 500ms, 30s or 2m, got {s:?}"))?;
+    Duration::try_from_secs_f64(n * scale).map_err(|_| format!("{s:?} is not a valid duration"))
+}
+
+fn parse_idempotency_key(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be 1 to 255 visible ASCII characters".into());
+    }
+    Ok(s.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn targets_split_at_the_first_slash() {
+        let t = |s: &str| parse_target(s).map(|t| (t.cls, t.oid));
+        assert_eq!(t("ex.rec"), Ok(("ex.rec".into(), None)));
+        assert_eq!(t("ex.rec/o1"), Ok(("ex.rec".into(), Some("o1".into()))));
+        assert_eq!(t("ex.rec/a/b"), Ok(("ex.rec".into(), Some("a/b".into()))));
+        assert!(t("ex.rec/").is_err());
+        assert!(t("/o1").is_err());
+        assert!(t("").is_err());
+    }
+
+    #[test]
+    fn args_need_an_equals_sign_and_a_plain_key() {
+        assert_eq!(parse_arg("n=5"), Ok(("n".into(), "5".into())));
+        assert_eq!(parse_arg("q=a=b"), Ok(("q".into(), "a=b".into())));
+        assert_eq!(parse_arg("e="), Ok(("e".into(), String::new())));
+        assert!(parse_arg("n").unwrap_err().contains("KEY=VALUE"));
+        assert!(parse_arg("=5").is_err());
+        assert!(parse_arg("_async=true").unwrap_err().contains("reserved"));
+    }
+
+    #[test]
+    fn json_sources() {
+        assert_eq!(parse_json_source("-"), Ok(JsonSource::Stdin));
+        assert_eq!(
+            parse_json_source("@d.json"),
+            Ok(JsonSource::File("d.json".into()))
+        );
+        assert_eq!(
+            parse_json_source(r#"{"n": 1}"#),
+            Ok(JsonSource::Inline(serde_json::json!({"n": 1})))
+        );
+        assert!(parse_json_source("{n: 1}").unwrap_err().contains("@FILE"));
+        assert!(parse_json_source("@").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn urls_must_be_http() {
+        assert!(parse_url("http://127.0.0.1:6180").is_ok());
+        assert!(parse_url("https://node").is_err());
+        assert!(parse_url("127.0.0.1:6180").is_err());
+    }
+
+    #[test]
+    fn wait_needs_async() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args.iter().copied());
+        assert!(parse(&["oprc", "invoke", "c/o", "f", "--wait"]).is_err());
+        assert!(parse(&["oprc", "invoke", "c/o", "f", "--async", "--wait"]).is_ok());
+        assert!(parse(&["oprc", "invoke", "c/o", "f", "--arg", "x"]).is_err());
+    }
+}
