@@ -1,5 +1,7 @@
 //! From a function's `provision` and `config` to an engine deployment.
 
+use std::collections::BTreeMap;
+
 use oprc_engine::{Deployment, ProcessSpec};
 use oprc_package::{Diagnostic, Document, FunctionType, ResolvedFunction};
 
@@ -12,7 +14,14 @@ pub fn deployment_of(f: &ResolvedFunction) -> Option<Deployment> {
     }
     let provision = f.provision.as_ref();
     if let Some(p) = provision.and_then(|p| p.process.as_ref()) {
-        let mut env = f.config.custom.clone();
+        // Workers listen on loopback only and exit if this node dies without
+        // stopping them (both SDKs watch `OPRC_NODE_PID`); a function may
+        // override either.
+        let mut env = BTreeMap::from([
+            ("HOST".to_owned(), "127.0.0.1".to_owned()),
+            ("OPRC_NODE_PID".to_owned(), std::process::id().to_string()),
+        ]);
+        env.extend(f.config.custom.clone());
         env.extend(p.env.clone());
         return Some(Deployment::Process(ProcessSpec {
             command: p.command.argv(),

@@ -117,6 +117,32 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+        () = node_gone() => {}
+    }
+}
+
+/// Completes when the node that started this worker (`OPRC_NODE_PID`, set
+/// by the platform's process engine) is gone, so a node that dies without
+/// stopping its workers does not leave them running. Never completes when
+/// the variable is unset or the platform has no `/proc`.
+async fn node_gone() {
+    let Some(pid) = std::env::var("OPRC_NODE_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+    else {
+        return std::future::pending().await;
+    };
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+    if !proc_dir.exists() {
+        return std::future::pending().await;
+    }
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if !proc_dir.exists() {
+            tracing::warn!(node = pid, "the node is gone; stopping");
+            return;
+        }
     }
 }
 

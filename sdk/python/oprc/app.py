@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union, overload
@@ -180,6 +181,7 @@ class App:
 
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, stop)
+        _watch_node()
         names = ", ".join(self._handlers) or "no handlers"
         print(f"oprc: serving {names} on {host}:{server.server_address[1]}", file=sys.stderr, flush=True)
         try:
@@ -188,6 +190,35 @@ class App:
             pass
         finally:
             server.server_close()
+
+
+def _watch_node() -> None:
+    """Exits when the node that started this worker is gone.
+
+    The platform's process engine sets ``OPRC_NODE_PID``; a node that dies
+    without stopping its workers (SIGKILL, a crash) must not leave them
+    running forever.
+    """
+    raw = os.environ.get("OPRC_NODE_PID")
+    if not raw or not raw.isdigit():
+        return
+    pid = int(raw)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                try:
+                    print(f"oprc: node {pid} is gone; exiting", file=sys.stderr, flush=True)
+                except OSError:
+                    pass  # stderr was a pipe to the dead node
+                os._exit(0)
+            except PermissionError:
+                pass
+
+    threading.Thread(target=watch, name="oprc-node-watch", daemon=True).start()
 
 
 class RunningServer:

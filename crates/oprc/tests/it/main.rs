@@ -2,6 +2,7 @@
 //! and output, against a closed port and a scripted fake node.
 
 mod client;
+mod crash;
 mod e2e;
 mod fake;
 mod usage;
