@@ -1,6 +1,7 @@
 //! The catalog: every applied package, resolved. An immutable value; a
 //! change makes a new catalog, which the server swaps in atomically.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, LazyLock};
 
@@ -134,6 +135,61 @@ impl Catalog {
             }
         }
         Self::build(all)
+    }
+
+    /// Like [`Catalog::load`], but keeps going: packages that do not
+    /// resolve (and then those that need them) are left out and reported,
+    /// so a node can start with the rest.
+    pub fn load_partial(
+        docs: impl IntoIterator<Item = Document>,
+    ) -> (Catalog, Vec<PackageDiagnostics>) {
+        let mut all = Self::new().0.documents.clone();
+        let mut failures = Vec::new();
+        let mut refuse = |package: String, doc: &Document, message: String| {
+            failures.push(PackageDiagnostics {
+                package,
+                diagnostics: vec![doc.error("name", message)],
+            });
+        };
+        for doc in docs {
+            let name = doc.name().to_owned();
+            if name == BUILTIN {
+                refuse(name, &doc, Error::Builtin.to_string());
+                continue;
+            }
+            match all.entry(name) {
+                Entry::Occupied(e) => {
+                    let message = Error::Duplicate(e.key().clone()).to_string();
+                    refuse(e.key().clone(), &doc, message);
+                }
+                Entry::Vacant(e) => {
+                    e.insert(Arc::new(doc));
+                }
+            }
+        }
+        loop {
+            let (resolution, report) = resolve::resolve(&all);
+            if let Some(resolution) = resolution {
+                return (Self::from_parts(all, resolution), failures);
+            }
+            let broken: Vec<(String, Vec<Diagnostic>)> = report
+                .into_iter()
+                .filter(|(name, diags)| name != BUILTIN && diags.iter().any(Diagnostic::is_error))
+                .collect();
+            if broken.is_empty() {
+                // Only the builtin package could be at fault: it is not.
+                return (Self::new(), failures);
+            }
+            // Each round drops at least one package, so this ends.
+            for (package, mut diagnostics) in broken {
+                all.remove(&package);
+                diagnostic::sort(&mut diagnostics);
+                failures.push(PackageDiagnostics {
+                    package,
+                    diagnostics,
+                });
+            }
+        }
     }
 
     fn build(docs: BTreeMap<String, Arc<Document>>) -> Result<Catalog, Error> {

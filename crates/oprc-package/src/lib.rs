@@ -19,7 +19,10 @@
 //! (`forceImmutable`, `allowNoMain`, `macro.export`, `provision.staticUrl`,
 //! key access `DEP`, function types `IM_TASK`/`LOGICAL`/...,
 //! `builtin.logical.*`) are read as the current ones with a warning. A
-//! field the format does not know is an error.
+//! field the format does not know is an error. Numbers and booleans written
+//! where text is expected are read as the text written (`version: 1.10`).
+//! A source that expands through YAML aliases to more than a million
+//! values is refused before it is built.
 //!
 //! # References
 //! Keys are `<package>.<name>`. A package name never contains `.`; class
@@ -50,13 +53,15 @@
 //!   call.
 //! - The whole catalog is resolved again on every change, so a change that
 //!   would break another package is refused, and load order does not
-//!   matter.
+//!   matter ([`Catalog::load`], or [`Catalog::load_partial`] to start with
+//!   whatever still resolves).
 
 mod catalog;
 mod check;
 mod diagnostic;
 mod duration;
 mod error;
+mod expansion;
 pub mod model;
 mod parse;
 mod refs;

@@ -7,7 +7,7 @@ use saphyr::{LoadableYamlNode, MarkedYaml};
 use crate::check::{self, Checker};
 use crate::diagnostic::{self, Diagnostic, Path, Position, parent_path};
 use crate::model::Package;
-use crate::{schema, validate};
+use crate::{expansion, schema, validate};
 
 /// A parsed and checked package: the typed [`Package`], the warnings found
 /// while checking it, and where every value sits in the source, so later
@@ -48,11 +48,11 @@ impl Document {
     }
 
     pub(crate) fn error(&self, path: &str, message: impl Into<String>) -> Diagnostic {
-        Diagnostic::error(self.position(path), path, message)
+        self.locator.error(path, message)
     }
 
     pub(crate) fn warning(&self, path: &str, message: impl Into<String>) -> Diagnostic {
-        Diagnostic::warning(self.position(path), path, message)
+        self.locator.warning(path, message)
     }
 }
 
@@ -99,6 +99,7 @@ fn related(a: &str, b: &str) -> bool {
 /// Cross-package rules (do referenced classes and functions exist, are
 /// there inheritance cycles) are checked by [`crate::Catalog::apply`].
 pub fn parse(source: &str) -> Result<Document, Vec<Diagnostic>> {
+    expansion::check(source, expansion::MAX_VALUES).map_err(|d| vec![d])?;
     let docs = MarkedYaml::load_from_str(source).map_err(|e| {
         let m = e.marker();
         let at = Position {

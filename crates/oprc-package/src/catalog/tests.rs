@@ -270,3 +270,23 @@ fn listings_are_sorted_by_key() {
         std::time::Duration::from_secs(30)
     );
 }
+
+#[test]
+fn a_partial_load_keeps_what_resolves() {
+    let broken = "name: broken\nclasses: [{name: x, parents: [gone.y]}]";
+    let needs_broken = "name: needy\nrequired: [broken]\nclasses: [{name: z, parents: [broken.x]}]";
+    let (catalog, failures) =
+        Catalog::load_partial([doc(SHAPES), doc(broken), doc(needs_broken), doc(APP)]);
+    assert!(catalog.class(&cls("app.circle")).is_some());
+    assert!(catalog.package("broken").is_none());
+    assert!(catalog.package("needy").is_none());
+    let failed: Vec<&str> = failures.iter().map(|f| f.package.as_str()).collect();
+    assert_eq!(failed, ["broken", "needy"]);
+}
+
+#[test]
+fn catalogs_can_be_shared_across_threads() {
+    fn shared<T: Send + Sync + Clone + 'static>() {}
+    shared::<Catalog>();
+    shared::<Document>();
+}
