@@ -111,6 +111,10 @@ impl Store {
         let heads: Arc<Mutex<HashMap<u16, watch::Sender<u64>>>> = Arc::default();
         let (tx, rx) = mpsc::channel(4096);
         let wake = heads.clone();
+        let dirty = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if !options.sync {
+            spawn_flusher(tx.downgrade(), dirty.clone(), options.flush_interval)?;
+        }
         let writer = Writer {
             db: db.clone(),
             rx,
@@ -123,6 +127,7 @@ impl Store {
                     .or_insert_with(|| watch::channel(0).0)
                     .send_replace(offset);
             }),
+            dirty,
         };
         std::thread::Builder::new()
             .name("oprc-store-writer".into())
@@ -148,6 +153,31 @@ impl Store {
     fn read(&self) -> Result<redb::ReadTransaction> {
         self.inner.db.begin_read().map_err(internal)
     }
+}
+
+/// Write-behind: asks the writer for a durable commit every `interval`
+/// while there are buffered writes. Holds only a weak sender, so it stops
+/// when the store is dropped.
+fn spawn_flusher(
+    tx: mpsc::WeakSender<Op>,
+    dirty: Arc<std::sync::atomic::AtomicBool>,
+    interval: std::time::Duration,
+) -> Result<()> {
+    std::thread::Builder::new()
+        .name("oprc-store-flush".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(interval);
+                let Some(tx) = tx.upgrade() else { return };
+                if dirty.load(std::sync::atomic::Ordering::Relaxed)
+                    && tx.blocking_send(Op::Flush).is_err()
+                {
+                    return;
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|e| Error::with_source(ErrorKind::Internal, "cannot start flusher thread", e))
 }
 
 fn create_tables(db: &Database) -> Result<()> {

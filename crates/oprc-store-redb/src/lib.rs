@@ -22,9 +22,12 @@ pub struct Options {
     pub path: PathBuf,
     /// At most this many queued writes go into one transaction.
     pub max_batch: usize,
-    /// `false`: commits return before the fsync (write-behind): faster, and
-    /// a crash may lose the last moments of writes.
+    /// `false`: write-behind: commits return before they are on disk, and
+    /// are made durable together every `flush_interval`; a crash may lose
+    /// the writes of that last interval.
     pub sync: bool,
+    /// Write-behind only: how often buffered commits are made durable.
+    pub flush_interval: std::time::Duration,
     /// How long append dedup ids are remembered, milliseconds.
     pub dedup_window_ms: i64,
 }
@@ -35,6 +38,7 @@ impl Options {
             path: path.into(),
             max_batch: 512,
             sync: true,
+            flush_interval: std::time::Duration::from_millis(100),
             dedup_window_ms: 24 * 3600 * 1000,
         }
     }

@@ -7,6 +7,7 @@
 //! batch fails alone; a failed commit fails every op of that group.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use oprc_core::{InvocationRecord, PartitionId};
@@ -37,6 +38,8 @@ pub(crate) enum Op {
     PutPackage(String, String, oneshot::Sender<Result<()>>),
     DeletePackage(String, oneshot::Sender<Result<bool>>),
     Purge(i64, oneshot::Sender<Result<u64>>),
+    /// Makes the next commit durable (write-behind mode).
+    Flush,
 }
 
 /// Called after each successful commit with the partitions that got new
@@ -50,6 +53,8 @@ pub(crate) struct Writer {
     pub sync: bool,
     pub dedup_window_ms: i64,
     pub on_append: OnAppend,
+    /// Write-behind: set when a commit was not made durable yet.
+    pub dirty: Arc<AtomicBool>,
 }
 
 /// A reply to send once the group's commit outcome is known.
@@ -58,6 +63,7 @@ enum Pending {
     Appended(oneshot::Sender<Result<Appended>>, Result<Appended>),
     Bool(oneshot::Sender<Result<bool>>, Result<bool>),
     Count(oneshot::Sender<Result<u64>>, Result<u64>),
+    None,
 }
 
 impl Pending {
@@ -72,6 +78,7 @@ impl Pending {
             (Pending::Appended(tx, _), Err(e)) => drop(tx.send(Err(internal(e)))),
             (Pending::Bool(tx, _), Err(e)) => drop(tx.send(Err(internal(e)))),
             (Pending::Count(tx, _), Err(e)) => drop(tx.send(Err(internal(e)))),
+            (Pending::None, _) => {}
         }
     }
 }
@@ -90,15 +97,23 @@ impl Writer {
             }
             self.apply_group(&mut ops);
         }
+        if self.dirty.load(Ordering::Relaxed) {
+            // Write-behind: make the last writes durable before closing.
+            ops.push(Op::Flush);
+            self.apply_group(&mut ops);
+        }
     }
 
     fn apply_group(&self, ops: &mut Vec<Op>) {
         let mut pending = Vec::with_capacity(ops.len());
         let mut appended: Vec<(PartitionId, u64)> = Vec::new();
+        let durable = self.sync || ops.iter().any(|op| matches!(op, Op::Flush));
         let outcome = (|| -> Result<(), String> {
             let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
-            if !self.sync {
-                txn.set_durability(Durability::Eventual);
+            if !durable {
+                // Kept in memory until the next durable commit (the
+                // flusher asks for one every `flush_interval`).
+                txn.set_durability(Durability::None);
             }
             for op in ops.drain(..) {
                 pending.push(self.apply_one(&txn, op, &mut appended));
@@ -108,6 +123,7 @@ impl Writer {
         if let Err(e) = &outcome {
             tracing::error!(error = %e, ops = pending.len(), "storage commit failed");
         } else {
+            self.dirty.store(!durable, Ordering::Relaxed);
             for (p, offset) in appended {
                 (self.on_append)(p, offset);
             }
@@ -170,6 +186,7 @@ impl Writer {
                 })(),
             ),
             Op::Purge(now_ms, reply) => Pending::Count(reply, purge(txn, now_ms)),
+            Op::Flush => Pending::None,
         }
     }
 }
@@ -183,6 +200,7 @@ fn fail(op: Op, msg: &str) {
         Op::PutPackage(_, _, tx) => drop(tx.send(Err(e()))),
         Op::DeletePackage(_, tx) => drop(tx.send(Err(e()))),
         Op::Purge(_, tx) => drop(tx.send(Err(e()))),
+        Op::Flush => {}
     }
 }
 

@@ -76,3 +76,33 @@ async fn committed_state_and_log_survive_reopen() {
         3
     );
 }
+
+#[tokio::test]
+async fn write_behind_passes_conformance_and_flushes_on_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = Options::new(dir.path().join("wb.redb"));
+    options.sync = false;
+    options.flush_interval = std::time::Duration::from_millis(10);
+    let store = Store::open(options.clone()).unwrap();
+    oprc_store::conformance::state_store(Arc::new(store.clone())).await;
+    store.put_package("kept", "name: kept").await.unwrap();
+    drop(store);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let store = loop {
+        match Store::open(options.clone()) {
+            Ok(s) => break s,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("reopen failed: {e}"),
+        }
+    };
+    let names: Vec<String> = store
+        .list_packages()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.0)
+        .collect();
+    assert!(names.contains(&"kept".to_owned()), "{names:?}");
+}
