@@ -21,6 +21,9 @@ use clap::Parser;
 
 use crate::load::{Request, Summary};
 
+/// Builds the request of client `client`, `n`-th of its set.
+type MakeRequest<'a> = Box<dyn Fn(usize, u64) -> Request + Sync + 'a>;
+
 #[derive(Parser, Debug)]
 #[command(about = "Side-by-side benchmark of an Oparaca node")]
 struct Args {
@@ -58,7 +61,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let env_ref = &env;
     for &c in &args.concurrency {
         let env = env_ref;
-        let mut scenarios: Vec<(&str, Box<dyn Fn(usize, u64) -> Request + Sync>)> = vec![
+        let mut scenarios: Vec<(&str, MakeRequest)> = vec![
             ("direct", Box::new(|_, _| env.direct_task())),
             (
                 "node",
