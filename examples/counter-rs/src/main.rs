@@ -2,7 +2,8 @@
 //! `count` in the object's data, `count` reads it without changing anything
 //! (the same functions as `examples/counter/counter.py`).
 //!
-//! The platform runs it with `PORT` set: `PORT=8080 cargo run -p oprc-sdk --example counter`.
+//! The platform runs it with `PORT` set (see `package.yaml`); by hand:
+//! `PORT=8080 cargo run -p counter-rs`.
 
 use oprc_sdk::{App, Context, TaskError};
 use serde_json::{Value, json};
