@@ -19,6 +19,11 @@ use std::time::Duration;
 
 use clap::Parser;
 
+// The same allocator as the `oprc` binary, so the node measured here is the
+// node users run.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use crate::load::{Request, Summary};
 
 /// Builds the request of client `client`, `n`-th of its set.

@@ -123,7 +123,9 @@ fn dispatch(
     permit: OwnedSemaphorePermit,
 ) {
     let offset = entry.offset;
+    let running = shared.metrics.running();
     let done = move || {
+        drop(running);
         positions.lock().in_flight.remove(&offset);
         drop(permit);
     };

@@ -193,6 +193,7 @@ impl Handle {
         record: bool,
     ) -> Result<InvocationResponse, Error> {
         let shared = self.shared.clone();
+        let _running = shared.metrics.running();
         let que_ts = now_ms();
         let started = std::time::Instant::now();
         let resp = match (&req.oid, plan.mutating) {

@@ -6,6 +6,7 @@ use oprc_core::{ClassKey, InvocationStatus};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -34,6 +35,7 @@ pub struct Metrics {
     invocations: Family<StatusLabels, Counter>,
     accepted: Family<CallLabels, Counter>,
     latency: Family<CallLabels, Histogram>,
+    in_flight: Gauge,
 }
 
 impl Metrics {
@@ -55,6 +57,11 @@ impl Metrics {
             "Time from acceptance to the end of an invocation",
             m.latency.clone(),
         );
+        registry.register(
+            "oprc_invocations_in_flight",
+            "Invocations running or queued in an object inbox on this node",
+            m.in_flight.clone(),
+        );
         m
     }
 
@@ -66,7 +73,14 @@ impl Metrics {
             latency: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.000_1, 2.0, 20))
             }),
+            in_flight: Gauge::default(),
         }
+    }
+
+    /// Counts a call as in flight until the guard is dropped.
+    pub(crate) fn running(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
     }
 
     pub(crate) fn observe(
@@ -106,5 +120,14 @@ fn call(cls: &ClassKey, fb: &str) -> CallLabels {
         fb: FbLabel {
             function: fb.to_owned(),
         },
+    }
+}
+
+/// Decrements the in-flight gauge when dropped.
+pub(crate) struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

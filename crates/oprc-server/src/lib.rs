@@ -34,6 +34,7 @@ pub async fn run(
             config.data_dir.display()
         )
     })?;
+    let store_closed = store.closed();
     let state: Arc<dyn oprc_store::StateStore> = Arc::new(store.clone());
     let log: Arc<dyn oprc_store::InvocationLog> = Arc::new(store);
 
@@ -111,6 +112,10 @@ pub async fn run(
     tracing::info!("stopping function workers");
     engine_cancel.cancel();
     engine_task.await.context("engine task failed")?;
+    // The last holders of the store: once they are gone, it commits what is
+    // queued and closes the database.
+    drop(app);
+    store_closed.await;
     tracing::info!("node stopped");
     Ok(())
 }

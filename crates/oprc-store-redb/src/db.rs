@@ -83,6 +83,8 @@ pub struct Store {
 
 struct Inner {
     db: Arc<Database>,
+    /// Completes when the writer thread has exited and the database is closed.
+    closed: tokio::sync::watch::Receiver<bool>,
     tx: mpsc::Sender<Op>,
     heads: Arc<Mutex<HashMap<u16, watch::Sender<u64>>>>,
 }
@@ -129,15 +131,37 @@ impl Store {
             }),
             dirty,
         };
+        let (closed_tx, closed) = tokio::sync::watch::channel(false);
         std::thread::Builder::new()
             .name("oprc-store-writer".into())
-            .spawn(move || writer.run())
+            .spawn(move || {
+                writer.run();
+                // `run` returned, so the writer's handle on the database is
+                // gone, and the readers' went with the last `Store`.
+                let _ = closed_tx.send(true);
+            })
             .map_err(|e| {
                 Error::with_source(ErrorKind::Internal, "cannot start writer thread", e)
             })?;
         Ok(Self {
-            inner: Arc::new(Inner { db, tx, heads }),
+            inner: Arc::new(Inner {
+                db,
+                closed,
+                tx,
+                heads,
+            }),
         })
+    }
+
+    /// A future that completes once every clone of this store is dropped,
+    /// the queued writes are committed and the database file is closed (so
+    /// it can be opened again, e.g. by a restarted node in the same
+    /// process).
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.inner.closed.clone();
+        async move {
+            let _ = rx.wait_for(|closed| *closed).await;
+        }
     }
 
     async fn send<T>(&self, op: Op, rx: oneshot::Receiver<Result<T>>) -> Result<T> {

@@ -17,6 +17,11 @@ mod serve;
 
 use std::process::ExitCode;
 
+// A node allocates small, short-lived buffers per request on every core;
+// mimalloc handles that pattern markedly better than the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 
 use crate::cli::{Cli, Command, LogFormat};

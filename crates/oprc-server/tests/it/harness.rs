@@ -84,7 +84,7 @@ impl Node {
         let task = tokio::spawn(oprc_server::run(config, listener, async move {
             let _ = stopped.await;
         }));
-        let node = Node {
+        let mut node = Node {
             url,
             client: reqwest::Client::new(),
             data_dir,
@@ -95,9 +95,13 @@ impl Node {
         node
     }
 
-    async fn wait_ready(&self) {
+    async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
+            if self.task.as_ref().is_some_and(|t| t.is_finished()) {
+                let result = self.task.take().expect("task").await.expect("node task");
+                panic!("node stopped before it was ready: {result:?}");
+            }
             if let Ok(r) = self.client.get(format!("{}/readyz", self.url)).send().await
                 && r.status().is_success()
             {

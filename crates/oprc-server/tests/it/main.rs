@@ -6,3 +6,4 @@ mod bad_input;
 mod concurrency;
 mod examples;
 mod invoke;
+mod shutdown;

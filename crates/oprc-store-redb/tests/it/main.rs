@@ -27,7 +27,7 @@ async fn committed_state_and_log_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let cls = ClassKey::new("t.c").unwrap();
     let oid = ObjectId::new("o").unwrap();
-    {
+    let closed = {
         let store = open(&dir);
         let mut r = ObjectRecord::new(cls.clone(), oid.clone(), serde_json::json!({"a": 1}));
         r.meta.revision = 1;
@@ -43,22 +43,10 @@ async fn committed_state_and_log_survive_reopen() {
         store.append(PartitionId(3), "m", "x".into()).await.unwrap();
         store.commit_position(PartitionId(3), 1).await.unwrap();
         store.append(PartitionId(3), "n", "y".into()).await.unwrap();
-    }
-    // The writer thread exits once the store is dropped; reopening must wait
-    // for the file lock, so retry briefly.
-    let store = {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match Store::open(Options::new(dir.path().join("oprc.redb"))) {
-                Ok(s) => break s,
-                Err(e) if std::time::Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-                Err(e) => panic!("reopen failed: {e}"),
-            }
-        }
+        store.closed()
     };
+    closed.await;
+    let store = open(&dir);
     let got = store.get_object(&cls, &oid).await.unwrap().unwrap();
     assert_eq!(got.data, serde_json::json!({"a": 1}));
     assert_eq!(store.committed_position(PartitionId(3)).await.unwrap(), 1);
@@ -86,17 +74,10 @@ async fn write_behind_passes_conformance_and_flushes_on_close() {
     let store = Store::open(options.clone()).unwrap();
     oprc_store::conformance::state_store(Arc::new(store.clone())).await;
     store.put_package("kept", "name: kept").await.unwrap();
+    let closed = store.closed();
     drop(store);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let store = loop {
-        match Store::open(options.clone()) {
-            Ok(s) => break s,
-            Err(_) if std::time::Instant::now() < deadline => {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            Err(e) => panic!("reopen failed: {e}"),
-        }
-    };
+    closed.await;
+    let store = Store::open(options).unwrap();
     let names: Vec<String> = store
         .list_packages()
         .await
