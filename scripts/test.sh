@@ -17,4 +17,4 @@ say "python sdk tests"
 PYTHONPATH=sdk/python python3 -m unittest discover -s sdk/python/tests
 
 say "rust workspace tests"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast

@@ -81,3 +81,39 @@ pub(crate) async fn authorize(
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::OPENAPI;
+
+    /// Every route of the router is documented, and nothing else is.
+    #[test]
+    fn openapi_documents_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        let mut documented: Vec<String> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .keys()
+            .cloned()
+            .collect();
+        documented.sort();
+        let source = include_str!("lib.rs");
+        let mut routed: Vec<String> = source
+            .split(".route(")
+            .skip(1)
+            .filter_map(|rest| rest.trim_start().strip_prefix('"'))
+            .filter_map(|rest| rest.split('"').next())
+            .map(|path| {
+                if path.starts_with("/api") || !source.contains(".nest(\"/api\", api)") {
+                    path.to_owned()
+                } else if ["/healthz", "/readyz", "/metrics"].contains(&path) {
+                    path.to_owned()
+                } else {
+                    format!("/api{path}")
+                }
+            })
+            .collect();
+        routed.sort();
+        assert_eq!(routed, documented);
+    }
+}

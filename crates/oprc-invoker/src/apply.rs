@@ -139,8 +139,8 @@ mod tests {
 
     fn binding(immutable: bool) -> ResolvedBinding {
         serde_json::from_value(json!({
-            "name": "f", "function": "p.f", "kind": "TASK", "access": "PUBLIC",
-            "immutable": immutable, "noMain": false, "defaultArgs": {"a": "1", "b": "2"},
+            "name": "f", "function": "p.f", "functionType": "TASK", "access": "PUBLIC",
+            "immutable": immutable, "noMain": false, "defaultArgs": {"a": "1", "b": "2"}, "override": {},
         }))
         .expect("binding fixture")
     }

@@ -193,8 +193,8 @@ mod tests {
 
     fn binding(merge: bool) -> ResolvedBinding {
         serde_json::from_value(json!({
-            "name": "update", "function": "builtin.update", "kind": "BUILTIN",
-            "access": "PUBLIC", "immutable": false, "noMain": false,
+            "name": "update", "function": "builtin.update", "functionType": "BUILTIN",
+            "access": "PUBLIC", "immutable": false, "noMain": false, "defaultArgs": {},
             "override": if merge { json!({"merge": true}) } else { json!({}) },
         }))
         .unwrap()
