@@ -72,8 +72,45 @@ impl Inboxes {
         tracker.spawn(self.clone().work(key, rx));
     }
 
-    async fn work(self: Arc<Self>, key: ObjectKey, mut rx: mpsc::UnboundedReceiver<Job>) {
-        let mut cached: Cached = None;
+    /// Runs a job in the caller's task when the object's inbox is idle (no
+    /// hop to another task), else queues it behind the jobs before it and
+    /// returns at once. Either way the job runs alone and in order.
+    pub async fn run(self: &Arc<Self>, tracker: &TaskTracker, key: ObjectKey, job: Job) {
+        let (rx, job) = {
+            let mut map = self.shard(&key).lock();
+            let job = match map.get(&key) {
+                Some(tx) => match tx.send(job) {
+                    Ok(()) => return,
+                    Err(mpsc::error::SendError(job)) => job,
+                },
+                None => job,
+            };
+            let (tx, rx) = mpsc::unbounded_channel();
+            map.insert(key.clone(), tx);
+            (rx, job)
+        };
+        // This task owns the inbox now. Whatever happens to it (even being
+        // dropped mid-job), the guard hands what has queued up to a worker.
+        let mut owner = Owner {
+            inboxes: self.clone(),
+            tracker: tracker.clone(),
+            key,
+            rx: Some(rx),
+            cached: None,
+        };
+        job(&mut owner.cached).await;
+    }
+
+    async fn work(self: Arc<Self>, key: ObjectKey, rx: mpsc::UnboundedReceiver<Job>) {
+        self.work_with(key, rx, None).await;
+    }
+
+    async fn work_with(
+        self: Arc<Self>,
+        key: ObjectKey,
+        mut rx: mpsc::UnboundedReceiver<Job>,
+        mut cached: Cached,
+    ) {
         loop {
             let job = match rx.try_recv() {
                 Ok(job) => job,
@@ -94,8 +131,161 @@ impl Inboxes {
         }
     }
 
+    /// Retires an inbox whose owner is done, or hands it to a worker when
+    /// jobs queued up meanwhile.
+    fn release(
+        self: &Arc<Self>,
+        tracker: &TaskTracker,
+        key: ObjectKey,
+        rx: mpsc::UnboundedReceiver<Job>,
+        cached: Cached,
+    ) {
+        {
+            let mut map = self.shard(&key).lock();
+            if rx.is_empty() {
+                map.remove(&key);
+                return;
+            }
+        }
+        tracker.spawn(self.clone().work_with(key, rx, cached));
+    }
+
     /// Number of objects with a busy inbox.
     pub fn busy(&self) -> usize {
         self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+}
+
+/// A caller running its job inline owns the inbox until dropped.
+struct Owner {
+    inboxes: Arc<Inboxes>,
+    tracker: TaskTracker,
+    key: ObjectKey,
+    rx: Option<mpsc::UnboundedReceiver<Job>>,
+    cached: Cached,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        if let Some(rx) = self.rx.take() {
+            let key = self.key.clone();
+            self.inboxes
+                .release(&self.tracker, key, rx, self.cached.take());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use oprc_core::{ClassKey, ObjectId};
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    fn key() -> ObjectKey {
+        (ClassKey::new("t.c").unwrap(), ObjectId::new("o").unwrap())
+    }
+
+    fn record(log: &Arc<Mutex<Vec<usize>>>, i: usize) -> Job {
+        let log = log.clone();
+        Box::new(move |_: &mut Cached| {
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                log.lock().push(i);
+            })
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn jobs_on_one_object_never_overlap() {
+        let inboxes = Arc::new(Inboxes::new());
+        let tracker = TaskTracker::new();
+        let active = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(AtomicUsize::new(0));
+        let mut callers = tokio::task::JoinSet::new();
+        for _ in 0..200 {
+            let (inboxes, tracker, active, done) = (
+                inboxes.clone(),
+                tracker.clone(),
+                active.clone(),
+                done.clone(),
+            );
+            callers.spawn(async move {
+                let job: Job = Box::new(move |_: &mut Cached| {
+                    Box::pin(async move {
+                        assert_eq!(active.fetch_add(1, Ordering::SeqCst), 0, "overlap");
+                        tokio::task::yield_now().await;
+                        active.fetch_sub(1, Ordering::SeqCst);
+                        done.fetch_add(1, Ordering::SeqCst);
+                    })
+                });
+                inboxes.run(&tracker, key(), job).await;
+            });
+        }
+        while let Some(r) = callers.join_next().await {
+            r.unwrap();
+        }
+        tracker.close();
+        tracker.wait().await;
+        assert_eq!(done.load(Ordering::SeqCst), 200);
+        assert_eq!(inboxes.busy(), 0, "idle inboxes are retired");
+    }
+
+    #[tokio::test]
+    async fn queued_jobs_run_in_arrival_order_after_the_inline_one() {
+        let inboxes = Arc::new(Inboxes::new());
+        let tracker = TaskTracker::new();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let gate = Arc::new(Notify::new());
+        let first: Job = {
+            let (log, gate) = (log.clone(), gate.clone());
+            Box::new(move |_: &mut Cached| {
+                Box::pin(async move {
+                    gate.notified().await;
+                    log.lock().push(0);
+                })
+            })
+        };
+        let inline = tokio::spawn({
+            let (inboxes, tracker) = (inboxes.clone(), tracker.clone());
+            async move { inboxes.run(&tracker, key(), first).await }
+        });
+        while inboxes.busy() == 0 {
+            tokio::task::yield_now().await;
+        }
+        for i in 1..=50 {
+            inboxes.enqueue(&tracker, key(), record(&log, i));
+        }
+        gate.notify_one();
+        inline.await.unwrap();
+        tracker.close();
+        tracker.wait().await;
+        assert_eq!(*log.lock(), (0..=50).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_inline_caller_hands_the_queue_to_a_worker() {
+        let inboxes = Arc::new(Inboxes::new());
+        let tracker = TaskTracker::new();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stuck: Job = Box::new(|_: &mut Cached| Box::pin(std::future::pending::<()>()));
+        let inline = tokio::spawn({
+            let (inboxes, tracker) = (inboxes.clone(), tracker.clone());
+            async move { inboxes.run(&tracker, key(), stuck).await }
+        });
+        while inboxes.busy() == 0 {
+            tokio::task::yield_now().await;
+        }
+        for i in 1..=3 {
+            inboxes.enqueue(&tracker, key(), record(&log, i));
+        }
+        inline.abort();
+        let _ = inline.await;
+        tracker.close();
+        tracker.wait().await;
+        assert_eq!(*log.lock(), vec![1, 2, 3]);
+        assert_eq!(inboxes.busy(), 0);
     }
 }

@@ -226,7 +226,7 @@ impl Handle {
                     que_ts,
                     Some(tx),
                 );
-                shared.inboxes.enqueue(&shared.tracker, key, job);
+                shared.inboxes.run(&shared.tracker, key, job).await;
                 rx.await.map_err(|_| Error::ShuttingDown)??
             }
         };
