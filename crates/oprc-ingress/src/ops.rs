@@ -104,9 +104,10 @@ mod tests {
             .filter_map(|rest| rest.trim_start().strip_prefix('"'))
             .filter_map(|rest| rest.split('"').next())
             .map(|path| {
-                if path.starts_with("/api") || !source.contains(".nest(\"/api\", api)") {
-                    path.to_owned()
-                } else if ["/healthz", "/readyz", "/metrics"].contains(&path) {
+                // Routes of the nested `api` router get its `/api` prefix.
+                let top_level =
+                    path.starts_with("/api") || ["/healthz", "/readyz", "/metrics"].contains(&path);
+                if top_level {
                     path.to_owned()
                 } else {
                     format!("/api{path}")
