@@ -153,3 +153,16 @@ impl From<oprc_registry::Error> for ApiError {
         }
     }
 }
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(r: axum::extract::rejection::BytesRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(
+                Code::PayloadTooLarge,
+                "request body is larger than the node's limit (--max-body-bytes)",
+            )
+        } else {
+            Self::bad_request(format!("cannot read request body: {r}"))
+        }
+    }
+}

@@ -16,7 +16,7 @@ use oprc_core::{
 use oprc_invoker::{Caller, codes};
 
 use crate::AppState;
-use crate::error::{ApiError, Code};
+use crate::error::ApiError;
 
 /// Platform flags of an invocation (query parameters with a leading `_`).
 #[derive(Debug, Default)]
@@ -78,16 +78,7 @@ pub(crate) fn object_id(s: &str) -> Result<ObjectId, ApiError> {
 pub(crate) fn json_body(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Option<serde_json::Value>, ApiError> {
-    let bytes = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                Code::PayloadTooLarge,
-                "request body is larger than the node's limit",
-            )
-        } else {
-            ApiError::bad_request(format!("cannot read request body: {r}"))
-        }
-    })?;
+    let bytes = body?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }

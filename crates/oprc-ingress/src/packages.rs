@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::AppState;
-use crate::error::{ApiError, Code};
+use crate::error::ApiError;
 use crate::invoke::class_key;
 
 /// `offset`/`limit` of the catalogue listings.
@@ -54,16 +54,7 @@ pub(crate) async fn apply_package(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let bytes = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                Code::PayloadTooLarge,
-                "package is larger than the node's limit",
-            )
-        } else {
-            ApiError::bad_request(format!("cannot read request body: {r}"))
-        }
-    })?;
+    let bytes = body?;
     let source = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::bad_request("package must be UTF-8 text (YAML or JSON)"))?;
     let applied = state.registry.apply(source).await?;
