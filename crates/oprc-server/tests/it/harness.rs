@@ -39,6 +39,7 @@ classes:
       - {{name: secret, function: .behave, access: PRIVATE}}
       - {{name: inside, function: .behave, access: INTERNAL}}
       - {{name: patch, function: builtin.update, override: {{merge: true}}}}
+      - {{name: make, function: .behave, noMain: true, outputCls: .thing}}
 functions:
   - name: behave
     provision:

@@ -207,3 +207,54 @@ async fn async_call_is_queued_then_applied_and_idempotency_key_repeats_the_first
     assert_eq!(rec["status"], "SUCCEEDED");
     node.stop().await;
 }
+
+#[tokio::test]
+async fn no_main_binding_is_a_class_level_call_creating_its_output() {
+    let node = Node::start(&[behave_package()]).await;
+    let (s, v) = node.post("/api/classes/t.thing/invokes/make?x=1", "").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["body"],
+        json!({"made": true}),
+        "no main object was sent: {v}"
+    );
+    let out = v["output"]["_meta"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        node.object("t.thing", &out).await["data"],
+        json!({"made": true, "args": {"x": "1"}})
+    );
+    // On an object it is refused: it is class-level.
+    node.new_object("t.thing", r#"{"id": "o"}"#).await;
+    let (s, v) = node
+        .post("/api/classes/t.thing/objects/o/invokes/make", "")
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn async_repeats_of_an_idempotency_key_enqueue_once() {
+    let node = Node::start(&[behave_package()]).await;
+    node.new_object("t.thing", r#"{"id": "o"}"#).await;
+    let submit = || {
+        node.client
+            .post(format!(
+                "{}/api/classes/t.thing/objects/o/invokes/inc?_async=true",
+                node.url
+            ))
+            .header("Idempotency-Key", "once")
+            .send()
+    };
+    let first: serde_json::Value = submit().await.unwrap().json().await.unwrap();
+    let second: serde_json::Value = submit().await.unwrap().json().await.unwrap();
+    assert_eq!(first["invId"], second["invId"], "{first} {second}");
+    node.wait_invocation(first["invId"].as_str().unwrap()).await;
+    let third: serde_json::Value = submit().await.unwrap().json().await.unwrap();
+    assert_eq!(third["invId"], first["invId"]);
+    assert_eq!(
+        third["status"], "SUCCEEDED",
+        "a later repeat answers the result"
+    );
+    assert_eq!(node.object("t.thing", "o").await["data"]["count"], 1);
+    node.stop().await;
+}
