@@ -7,6 +7,7 @@
 //! stop function workers, close storage.
 
 mod config;
+mod metrics;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub async fn run(
         )
     })?;
     let store_closed = store.closed();
+    let store_metrics = crate::metrics::StoreCollector(store.clone());
     let state: Arc<dyn oprc_store::StateStore> = Arc::new(store.clone());
     let log: Arc<dyn oprc_store::InvocationLog> = Arc::new(store);
 
@@ -73,6 +75,10 @@ pub async fn run(
 
     let mut metrics = prometheus_client::registry::Registry::default();
     let invoker_metrics = oprc_invoker::Metrics::new(&mut metrics);
+    metrics.register_collector(Box::new(store_metrics));
+    metrics.register_collector(Box::new(crate::metrics::EngineCollector(
+        engine_handle.clone(),
+    )));
     let invoker = oprc_invoker::Invoker::new(
         config.invoker.clone(),
         registry.shared_catalog(),

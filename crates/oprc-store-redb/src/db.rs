@@ -15,7 +15,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::Options;
-use crate::writer::{Op, Writer};
+use crate::writer::{Counters, Op, Writer};
 
 /// `"<cls>\0<oid>"` → object JSON.
 pub(crate) const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
@@ -74,6 +74,13 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Counters of the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub commits: u64,
+    pub requests: u64,
+}
+
 /// The embedded store. Cheap to clone; the writer thread stops when the
 /// last clone is dropped.
 #[derive(Clone)]
@@ -83,6 +90,7 @@ pub struct Store {
 
 struct Inner {
     db: Arc<Database>,
+    stats: Arc<Counters>,
     /// Completes when the writer thread has exited and the database is closed.
     closed: tokio::sync::watch::Receiver<bool>,
     tx: mpsc::Sender<Op>,
@@ -117,6 +125,7 @@ impl Store {
         if !options.sync {
             spawn_flusher(tx.downgrade(), dirty.clone(), options.flush_interval)?;
         }
+        let stats = Arc::new(Counters::default());
         let writer = Writer {
             db: db.clone(),
             rx,
@@ -130,6 +139,7 @@ impl Store {
                     .send_replace(offset);
             }),
             dirty,
+            stats: stats.clone(),
         };
         let (closed_tx, closed) = tokio::sync::watch::channel(false);
         std::thread::Builder::new()
@@ -146,11 +156,29 @@ impl Store {
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
+                stats,
                 closed,
                 tx,
                 heads,
             }),
         })
+    }
+
+    /// Commits (transactions) so far, and the write requests they served:
+    /// their ratio is the average group-commit batch size.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            commits: self
+                .inner
+                .stats
+                .commits
+                .load(std::sync::atomic::Ordering::Relaxed),
+            requests: self
+                .inner
+                .stats
+                .requests
+                .load(std::sync::atomic::Ordering::Relaxed),
+        }
     }
 
     /// A future that completes once every clone of this store is dropped,

@@ -13,7 +13,7 @@ mod writer;
 
 use std::path::PathBuf;
 
-pub use db::Store;
+pub use db::{Stats, Store};
 
 /// Options of the embedded store.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@
 //! batch fails alone; a failed commit fails every op of that group.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use oprc_core::{InvocationRecord, PartitionId};
@@ -55,6 +55,16 @@ pub(crate) struct Writer {
     pub on_append: OnAppend,
     /// Write-behind: set when a commit was not made durable yet.
     pub dirty: Arc<AtomicBool>,
+    pub stats: Arc<Counters>,
+}
+
+/// What the writer has done, for metrics.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Transactions committed (one per group).
+    pub commits: AtomicU64,
+    /// Requests served by those transactions.
+    pub requests: AtomicU64,
 }
 
 /// A reply to send once the group's commit outcome is known.
@@ -124,6 +134,10 @@ impl Writer {
             tracing::error!(error = %e, ops = pending.len(), "storage commit failed");
         } else {
             self.dirty.store(!durable, Ordering::Relaxed);
+            self.stats.commits.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .requests
+                .fetch_add(pending.len() as u64, Ordering::Relaxed);
             for (p, offset) in appended {
                 (self.on_append)(p, offset);
             }

@@ -67,6 +67,14 @@ impl Node {
     }
 
     pub async fn start_in(data_dir: tempfile::TempDir, packages: &[String]) -> Node {
+        Self::start_configured(data_dir, packages, |_| {}).await
+    }
+
+    pub async fn start_configured(
+        data_dir: tempfile::TempDir,
+        packages: &[String],
+        configure: impl FnOnce(&mut oprc_server::Config),
+    ) -> Node {
         let mut config = oprc_server::Config {
             data_dir: data_dir.path().join("data"),
             ..Default::default()
@@ -77,6 +85,7 @@ impl Node {
             config.apply.push(path);
         }
         config.invoker.drain_timeout = Duration::from_secs(5);
+        configure(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -6,4 +6,5 @@ mod bad_input;
 mod concurrency;
 mod examples;
 mod invoke;
+mod ops;
 mod shutdown;

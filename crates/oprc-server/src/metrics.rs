@@ -1,0 +1,99 @@
+//! Metrics read at scrape time from components that keep their own
+//! counters: the store's group commit and the FaaS engine's workers.
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+/// Group commit of the embedded store.
+pub(crate) struct StoreCollector(pub oprc_store_redb::Store);
+
+impl std::fmt::Debug for StoreCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("StoreCollector")
+            .field(&self.0.stats())
+            .finish()
+    }
+}
+
+impl Collector for StoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = self.0.stats();
+        let commits = ConstCounter::new(stats.commits);
+        commits.encode(encoder.encode_descriptor(
+            "oprc_store_commits",
+            "Storage transactions committed (one fsync each in sync mode)",
+            None,
+            commits.metric_type(),
+        )?)?;
+        let requests = ConstCounter::new(stats.requests);
+        requests.encode(encoder.encode_descriptor(
+            "oprc_store_write_requests",
+            "Write requests served by those transactions; requests / commits is the average group-commit batch",
+            None,
+            requests.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
+/// Workers and calls of each deployed function.
+#[derive(Debug)]
+pub(crate) struct EngineCollector(pub oprc_engine::Handle);
+
+impl Collector for EngineCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let status = self.0.status();
+        let gauges: [(&str, &str, fn(&oprc_engine::DeploymentStatus) -> i64); 2] = [
+            (
+                "oprc_function_instances",
+                "Worker processes of a function",
+                |d| d.instances.len() as i64,
+            ),
+            (
+                "oprc_function_in_flight",
+                "Calls to a function in progress",
+                |d| d.counters.in_flight as i64,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let mut family =
+                encoder.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
+            for d in &status.deployments {
+                let labels = [("function", d.function.as_str())];
+                ConstGauge::new(value(d)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let counters: [(&str, &str, fn(&oprc_engine::Counters) -> u64); 3] = [
+            (
+                "oprc_function_calls",
+                "Calls to a function that ended",
+                |c| c.invocations,
+            ),
+            (
+                "oprc_function_worker_starts",
+                "Worker processes started",
+                |c| c.starts,
+            ),
+            (
+                "oprc_function_worker_crashes",
+                "Ready workers that exited unasked",
+                |c| c.crashes,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                ConstCounter::new(0u64).metric_type(),
+            )?;
+            for d in &status.deployments {
+                let labels = [("function", d.function.as_str())];
+                ConstCounter::new(value(&d.counters)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,69 @@
+//! Health, readiness, metrics, OpenAPI and the bearer token.
+
+use reqwest::StatusCode;
+
+use crate::harness::{Node, behave_package};
+
+#[tokio::test]
+async fn operational_endpoints_answer() {
+    let node = Node::start(&[behave_package()]).await;
+    let text = |path: &'static str| {
+        let (client, url) = (node.client.clone(), node.url.clone());
+        async move {
+            let r = client.get(format!("{url}{path}")).send().await.unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(text("/healthz").await, (StatusCode::OK, "ok".to_owned()));
+    assert_eq!(text("/readyz").await.0, StatusCode::OK);
+    let (s, doc) = text("/api/openapi.json").await;
+    assert_eq!(s, StatusCode::OK);
+    let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    assert!(doc["paths"]["/api/invocations/{id}"].is_object());
+
+    node.new_object("t.thing", r#"{"id": "o"}"#).await;
+    let (s, _) = node
+        .post("/api/classes/t.thing/objects/o/invokes/inc", "")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, metrics) = text("/metrics").await;
+    for expected in [
+        r#"oprc_invocations_total{cls="t.thing",function="inc",status="SUCCEEDED"} 1"#,
+        "oprc_invocation_duration_seconds_bucket",
+        "oprc_invocations_in_flight 0",
+        "oprc_store_commits_total",
+        "oprc_store_write_requests_total",
+        r#"oprc_function_instances{function="t.behave"} 1"#,
+        r#"oprc_function_calls_total{function="t.behave"} 1"#,
+    ] {
+        assert!(metrics.contains(expected), "missing {expected}:\n{metrics}");
+    }
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_protects_the_api_but_not_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start_configured(dir, &[], |c| c.api.token = Some("s3cret".into())).await;
+    let (s, v) = node.get("/api/classes").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(v["error"]["code"], "unauthorized");
+    let ok = node
+        .client
+        .get(format!("{}/api/classes", node.url))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    let wrong = node
+        .client
+        .get(format!("{}/api/classes", node.url))
+        .bearer_auth("guess")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(node.get("/healthz").await.0, StatusCode::OK);
+    node.stop().await;
+}
