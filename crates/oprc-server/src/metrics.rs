@@ -38,6 +38,9 @@ impl Collector for StoreCollector {
     }
 }
 
+/// A metric's name, help text, and how to read its value.
+type Described<F> = (&'static str, &'static str, F);
+
 /// Workers and calls of each deployed function.
 #[derive(Debug)]
 pub(crate) struct EngineCollector(pub oprc_engine::Handle);
@@ -45,7 +48,7 @@ pub(crate) struct EngineCollector(pub oprc_engine::Handle);
 impl Collector for EngineCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let status = self.0.status();
-        let gauges: [(&str, &str, fn(&oprc_engine::DeploymentStatus) -> i64); 2] = [
+        let gauges: [Described<fn(&oprc_engine::DeploymentStatus) -> i64>; 2] = [
             (
                 "oprc_function_instances",
                 "Worker processes of a function",
@@ -65,7 +68,7 @@ impl Collector for EngineCollector {
                 ConstGauge::new(value(d)).encode(family.encode_family(&labels)?)?;
             }
         }
-        let counters: [(&str, &str, fn(&oprc_engine::Counters) -> u64); 3] = [
+        let counters: [Described<fn(&oprc_engine::Counters) -> u64>; 3] = [
             (
                 "oprc_function_calls",
                 "Calls to a function that ended",
