@@ -40,6 +40,8 @@ impl Collector for StoreCollector {
 
 /// A metric's name, help text, and how to read its value.
 type Described<F> = (&'static str, &'static str, F);
+type GaugeOf = fn(&oprc_engine::DeploymentStatus) -> i64;
+type CounterOf = fn(&oprc_engine::Counters) -> u64;
 
 /// Workers and calls of each deployed function.
 #[derive(Debug)]
@@ -48,7 +50,7 @@ pub(crate) struct EngineCollector(pub oprc_engine::Handle);
 impl Collector for EngineCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let status = self.0.status();
-        let gauges: [Described<fn(&oprc_engine::DeploymentStatus) -> i64>; 2] = [
+        let gauges: [Described<GaugeOf>; 2] = [
             (
                 "oprc_function_instances",
                 "Worker processes of a function",
@@ -68,7 +70,7 @@ impl Collector for EngineCollector {
                 ConstGauge::new(value(d)).encode(family.encode_family(&labels)?)?;
             }
         }
-        let counters: [Described<fn(&oprc_engine::Counters) -> u64>; 3] = [
+        let counters: [Described<CounterOf>; 3] = [
             (
                 "oprc_function_calls",
                 "Calls to a function that ended",
