@@ -51,6 +51,9 @@ pub struct InvocationRequest {
     /// Caller's `Idempotency-Key`, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// When the platform accepted an async call (ms since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_at: Option<i64>,
 }
 
 /// Timing of an invocation, milliseconds since the Unix epoch.

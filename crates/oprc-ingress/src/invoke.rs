@@ -162,6 +162,7 @@ async fn call(
         args,
         body: json_body(body)?,
         idempotency_key: idempotency_key(headers)?,
+        accepted_at: None,
     };
     let fb = req.fb.clone();
     let resp = if flags.run_async {

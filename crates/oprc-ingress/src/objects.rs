@@ -80,6 +80,7 @@ pub(crate) async fn delete_object(
         args: Default::default(),
         body: None,
         idempotency_key: None,
+        accepted_at: None,
     };
     let resp = state.invoker.invoke(req, Caller::External).await?;
     if resp.status == InvocationStatus::Succeeded {

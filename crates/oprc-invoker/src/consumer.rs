@@ -137,7 +137,7 @@ fn dispatch(
             return;
         }
     };
-    let que_ts = now_ms();
+    let que_ts = req.accepted_at.unwrap_or_else(now_ms);
     let plan = plan::plan(&shared.catalog.load(), &req, &Caller::External);
     let shared = shared.clone();
     let tracker = shared.tracker.clone();

@@ -241,7 +241,7 @@ impl Handle {
     /// dedup id the log still knows) answer the first call's state.
     pub async fn submit(
         &self,
-        req: InvocationRequest,
+        mut req: InvocationRequest,
         caller: Caller,
     ) -> Result<InvocationResponse, Error> {
         let shared = &self.shared;
@@ -260,6 +260,8 @@ impl Handle {
             return Err(not_found(&req.cls, oid));
         }
         let partition = self.partition_of(&req);
+        let accepted_at = now_ms();
+        req.accepted_at = Some(accepted_at);
         let payload = serde_json::to_vec(&req).map_err(|e| Error::BadRequest(e.to_string()))?;
         let dedup = req
             .idempotency_key
@@ -280,7 +282,7 @@ impl Handle {
         }
         let mut resp = InvocationResponse::status(req.inv_id.clone(), InvocationStatus::Queue);
         resp.stats = Some(oprc_core::InvocationStats {
-            que_ts: now_ms(),
+            que_ts: accepted_at,
             ..Default::default()
         });
         let mut batch = WriteBatch::new();

@@ -52,14 +52,37 @@ pub(crate) fn needs_deployment(f: &ResolvedFunction) -> bool {
             .is_some_and(|p| p.knative.is_some() || p.deployment.is_some())
 }
 
-pub(crate) fn missing(doc: &Document, f: &ResolvedFunction) -> Diagnostic {
+fn path_of(doc: &Document, f: &ResolvedFunction) -> String {
     let index = doc
         .package()
         .functions
         .iter()
         .position(|g| g.name == f.name)
         .unwrap_or(0);
-    let path = format!("functions[{index}]");
+    format!("functions[{index}]")
+}
+
+/// A task function provisioned only for Kubernetes (`knative`,
+/// `deployment`): accepted, but this node cannot run it yet.
+pub(crate) fn cluster_only(doc: &Document, f: &ResolvedFunction) -> Option<Diagnostic> {
+    if f.kind != FunctionType::Task {
+        return None;
+    }
+    let path = format!("{}.provision", path_of(doc, f));
+    Some(Diagnostic::warning(
+        doc.position(&path),
+        path,
+        format!(
+            "`{}` is provisioned for Kubernetes (knative/deployment), which this node cannot \
+             deploy to yet: its calls fail with `function_unreachable` until it also has \
+             `provision.process`, `provision.http` or `config.staticUrl`",
+            f.name
+        ),
+    ))
+}
+
+pub(crate) fn missing(doc: &Document, f: &ResolvedFunction) -> Diagnostic {
+    let path = path_of(doc, f);
     Diagnostic::error(
         doc.position(&path),
         path,

@@ -116,11 +116,12 @@ impl Registry {
         // Check every deployment before changing anything.
         let mut deployments = Vec::new();
         let mut problems = Vec::new();
+        let mut warnings = applied.warnings;
         for f in package_functions(&applied.catalog, doc.name()) {
             match deploy::deployment_of(f) {
                 Some(d) => deployments.push((f.key.clone(), d)),
                 None if deploy::needs_deployment(f) => problems.push(deploy::missing(&doc, f)),
-                None => {}
+                None => warnings.extend(deploy::cluster_only(&doc, f)),
             }
         }
         if !problems.is_empty() {
@@ -145,7 +146,7 @@ impl Registry {
         tracing::info!(package = %doc.name(), created, "package applied");
         Ok(Applied {
             package,
-            warnings: applied.warnings,
+            warnings,
             created,
         })
     }

@@ -53,6 +53,7 @@ fn invocation(
             args: BTreeMap::new(),
             body: None,
             idempotency_key: key.map(str::to_owned),
+            accepted_at: None,
         },
         response: InvocationResponse::status(inv_id, status),
         expires_at,

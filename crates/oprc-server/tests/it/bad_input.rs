@@ -28,6 +28,10 @@ async fn invalid_packages_are_refused_with_positions_and_nothing_is_stored() {
             "name: p\nclasses:\n  - name: a\n    functions: 7\n",
         ),
         (
+            "task with nowhere to run",
+            "name: p\nclasses:\n  - name: a\n    functions:\n      - function: .f\nfunctions:\n  - name: f\n",
+        ),
+        (
             "unknown function",
             "name: p\nclasses:\n  - name: a\n    functions:\n      - function: .nope\n",
         ),
@@ -142,5 +146,21 @@ async fn misbehaving_functions_fail_the_call_and_change_nothing() {
     let obj = node.object("t.thing", "o").await;
     assert_eq!(obj["data"], json!({"count": 7}));
     assert_eq!(obj["_meta"]["revision"], 1);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn kubernetes_only_functions_are_accepted_with_a_warning_and_fail_clearly() {
+    let node = Node::start(&[]).await;
+    let source = "name: k\nclasses:\n  - name: a\n    functions:\n      - function: .f\n\
+                  functions:\n  - name: f\n    provision:\n      knative:\n        image: x/f:1\n";
+    let (s, v) = apply(&node, source).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let warnings = v["warnings"].to_string();
+    assert!(warnings.contains("Kubernetes"), "{v}");
+    node.new_object("k.a", r#"{"id": "o"}"#).await;
+    let (s, v) = node.post("/api/classes/k.a/objects/o/invokes/f", "").await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{v}");
+    assert_eq!(v["error"]["code"], "function_unreachable");
     node.stop().await;
 }
