@@ -54,6 +54,9 @@ pub struct InvocationRequest {
     /// When the platform accepted an async call (ms since the Unix epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted_at: Option<i64>,
+    /// The caller's W3C `traceparent`, passed on to the function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Timing of an invocation, milliseconds since the Unix epoch.

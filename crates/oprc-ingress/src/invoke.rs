@@ -104,6 +104,20 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// A well-formed W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`);
+/// anything else is dropped rather than passed on.
+fn traceparent(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get("traceparent")?.to_str().ok()?;
+    let parts: Vec<&str> = v.split('-').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (parts.len() == 4
+        && hex(parts[0], 2)
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && hex(parts[3], 2))
+    .then(|| v.to_owned())
+}
+
 /// HTTP status of an invocation answer.
 fn status_of(resp: &InvocationResponse) -> StatusCode {
     match resp.status {
@@ -163,6 +177,7 @@ async fn call(
         body: json_body(body)?,
         idempotency_key: idempotency_key(headers)?,
         accepted_at: None,
+        traceparent: traceparent(headers),
     };
     let fb = req.fb.clone();
     let resp = if flags.run_async {

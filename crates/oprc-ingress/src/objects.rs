@@ -81,6 +81,7 @@ pub(crate) async fn delete_object(
         body: None,
         idempotency_key: None,
         accepted_at: None,
+        traceparent: None,
     };
     let resp = state.invoker.invoke(req, Caller::External).await?;
     if resp.status == InvocationStatus::Succeeded {

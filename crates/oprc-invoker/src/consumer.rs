@@ -171,7 +171,8 @@ fn dispatch(
             });
         }
         Ok(plan) => {
-            tracker.spawn(async move {
+            let span = crate::invoker::span_of(&req);
+            tracker.spawn(tracing::Instrument::instrument(async move {
                 if !already_done(&shared, &req).await {
                     let main = match &req.oid {
                         Some(oid) => match shared.state.get_object(&req.cls, oid).await {
@@ -206,7 +207,7 @@ fn dispatch(
                     observe(&shared, &req, &resp);
                 }
                 done();
-            });
+            }, span));
         }
         Err(e) => {
             tracker.spawn(async move {

@@ -166,7 +166,7 @@ async fn run_task(
             &plan.binding.function,
             bytes.into(),
             timeout,
-            &http::HeaderMap::new(),
+            &trace_headers(req),
         )
         .await;
     let mut step = match answer {
@@ -185,6 +185,19 @@ async fn run_task(
     };
     step.offload_ts = offload_ts;
     step
+}
+
+/// Headers passed to the function: the caller's `traceparent`, if any.
+fn trace_headers(req: &InvocationRequest) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    if let Some(tp) = req
+        .traceparent
+        .as_deref()
+        .and_then(|tp| http::HeaderValue::from_str(tp).ok())
+    {
+        headers.insert("traceparent", tp);
+    }
+    headers
 }
 
 fn engine_failure(e: oprc_engine::InvokeError) -> InvocationError {

@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::exec::{self, CacheAfter, now_ms};
 use crate::inbox::{Cached, Inboxes, Job};
@@ -192,6 +193,18 @@ impl Handle {
         req: InvocationRequest,
         record: bool,
     ) -> Result<InvocationResponse, Error> {
+        let span = span_of(&req);
+        self.invoke_planned_in_span(plan, req, record)
+            .instrument(span)
+            .await
+    }
+
+    async fn invoke_planned_in_span(
+        &self,
+        plan: Plan,
+        req: InvocationRequest,
+        record: bool,
+    ) -> Result<InvocationResponse, Error> {
         let shared = self.shared.clone();
         let _running = shared.metrics.running();
         let que_ts = now_ms();
@@ -350,6 +363,18 @@ impl Handle {
     }
 }
 
+/// The span of one invocation (the id links sync answers, async records and
+/// function logs).
+pub(crate) fn span_of(req: &InvocationRequest) -> tracing::Span {
+    tracing::info_span!(
+        "invocation",
+        inv = %req.inv_id,
+        cls = %req.cls,
+        oid = req.oid.as_ref().map(|o| o.as_str()),
+        fb = %req.fb,
+    )
+}
+
 fn not_found(cls: &ClassKey, oid: &ObjectId) -> Error {
     Error::ObjectNotFound {
         cls: cls.to_string(),
@@ -368,14 +393,19 @@ pub(crate) fn mutating_job(
     que_ts: i64,
     reply: Option<oneshot::Sender<Result<InvocationResponse, Error>>>,
 ) -> Job {
+    let span = span_of(&req);
     Box::new(move |cached: &mut Cached| {
-        Box::pin(async move {
-            let result = run_mutating(&shared, &plan, &req, offset, record, que_ts, cached).await;
-            if let Some(reply) = reply {
-                // The caller may have gone away; the call is done anyway.
-                let _ = reply.send(result);
+        Box::pin(
+            async move {
+                let result =
+                    run_mutating(&shared, &plan, &req, offset, record, que_ts, cached).await;
+                if let Some(reply) = reply {
+                    // The caller may have gone away; the call is done anyway.
+                    let _ = reply.send(result);
+                }
             }
-        })
+            .instrument(span),
+        )
     })
 }
 

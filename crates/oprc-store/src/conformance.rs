@@ -54,6 +54,7 @@ fn invocation(
             body: None,
             idempotency_key: key.map(str::to_owned),
             accepted_at: None,
+            traceparent: None,
         },
         response: InvocationResponse::status(inv_id, status),
         expires_at,

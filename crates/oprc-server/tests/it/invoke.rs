@@ -258,3 +258,40 @@ async fn async_repeats_of_an_idempotency_key_enqueue_once() {
     assert_eq!(node.object("t.thing", "o").await["data"]["count"], 1);
     node.stop().await;
 }
+
+#[tokio::test]
+async fn traceparent_reaches_the_function() {
+    let node = Node::start(&[behave_package()]).await;
+    node.new_object("t.thing", r#"{"id": "o"}"#).await;
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let v: serde_json::Value = node
+        .client
+        .post(format!(
+            "{}/api/classes/t.thing/objects/o/invokes/echo",
+            node.url
+        ))
+        .header("traceparent", tp)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["body"]["traceparent"], tp, "{v}");
+    // A malformed one is dropped, not passed on.
+    let v: serde_json::Value = node
+        .client
+        .post(format!(
+            "{}/api/classes/t.thing/objects/o/invokes/echo",
+            node.url
+        ))
+        .header("traceparent", "garbage")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(v["body"].get("traceparent").is_none(), "{v}");
+    node.stop().await;
+}
