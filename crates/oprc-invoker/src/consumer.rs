@@ -175,7 +175,7 @@ fn dispatch(
             tracker.spawn(tracing::Instrument::instrument(async move {
                 if !already_done(&shared, &req).await {
                     let main = match &req.oid {
-                        Some(oid) => match shared.state.get_object(&req.cls, oid).await {
+                        Some(oid) => match crate::invoker::load(&shared, &req.cls, oid).await {
                             Ok(Some(m)) => Some(m),
                             Ok(None) => {
                                 let msg =

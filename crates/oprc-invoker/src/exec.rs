@@ -12,6 +12,7 @@ use oprc_store::{ErrorKind, Write, WriteBatch};
 use crate::apply::{self, Outcome, TaskInput};
 use crate::builtin::{self, Builtin};
 use crate::error::codes;
+use crate::inbox::ObjectKey;
 use crate::invoker::Shared;
 use crate::plan::{Action, Plan};
 
@@ -240,6 +241,8 @@ pub(crate) async fn finish(
     let mut batch = WriteBatch::new();
     let mut cache = CacheAfter::Keep;
     let mut writes_main = false;
+    // What the hot-object cache learns once the batch is committed.
+    let mut committed: Vec<(ObjectKey, Option<ObjectRecord>)> = Vec::new();
     if step.status == InvocationStatus::Succeeded {
         match step.main {
             MainChange::Keep => response.main = main.cloned(),
@@ -252,11 +255,16 @@ pub(crate) async fn finish(
                     record: next.clone(),
                 });
                 writes_main = true;
+                committed.push((
+                    (next.meta.cls.clone(), next.meta.id.clone()),
+                    Some(next.clone()),
+                ));
                 cache = CacheAfter::Set(Some(next.clone()));
                 response.main = Some(next);
             }
             MainChange::Delete => {
                 if let Some(m) = main {
+                    committed.push(((m.meta.cls.clone(), m.meta.id.clone()), None));
                     batch.push(Write::DeleteObject {
                         cls: m.meta.cls.clone(),
                         oid: m.meta.id.clone(),
@@ -268,6 +276,10 @@ pub(crate) async fn finish(
             }
         }
         if let Some(out) = step.output {
+            committed.push((
+                (out.meta.cls.clone(), out.meta.id.clone()),
+                Some(out.clone()),
+            ));
             batch.push(Write::PutObject {
                 record: out.clone(),
                 expected_revision: None,
@@ -288,7 +300,15 @@ pub(crate) async fn finish(
     if batch.writes.is_empty() {
         return (response, cache);
     }
-    if let Err(e) = shared.state.commit(batch).await {
+    let result = shared.state.commit(batch).await;
+    for (key, obj) in committed {
+        if result.is_ok() {
+            shared.cache.set(key, obj);
+        } else {
+            shared.cache.forget(&key);
+        }
+    }
+    if let Err(e) = result {
         tracing::warn!(inv = %req.inv_id, cls = %req.cls, error = %e, "commit failed");
         let (code, message) = if e.kind == ErrorKind::Conflict && !writes_main {
             (

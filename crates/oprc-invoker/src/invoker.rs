@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::cache::{ObjectCache, Slot};
 use crate::exec::{self, CacheAfter, now_ms};
 use crate::inbox::{Cached, Inboxes, Job};
 use crate::metrics::Metrics;
@@ -31,6 +32,7 @@ pub(crate) struct Shared {
     pub log: Arc<dyn InvocationLog>,
     pub engine: oprc_engine::Handle,
     pub inboxes: Arc<Inboxes>,
+    pub cache: ObjectCache,
     pub tracker: TaskTracker,
     pub metrics: Metrics,
     /// Sync calls with an idempotency key that are running now: a repeat
@@ -58,6 +60,7 @@ impl Invoker {
         engine: oprc_engine::Handle,
         metrics: Metrics,
     ) -> Self {
+        let cache = ObjectCache::new(options.object_cache);
         Self {
             shared: Arc::new(Shared {
                 options,
@@ -66,6 +69,7 @@ impl Invoker {
                 log,
                 engine,
                 inboxes: Arc::new(Inboxes::new()),
+                cache,
                 tracker: TaskTracker::new(),
                 metrics,
                 idempotent: Mutex::default(),
@@ -217,9 +221,7 @@ impl Handle {
                     .0
             }
             (Some(oid), false) => {
-                let main = shared
-                    .state
-                    .get_object(&req.cls, oid)
+                let main = load(&shared, &req.cls, oid)
                     .await?
                     .ok_or_else(|| not_found(&req.cls, oid))?;
                 let step = exec::run(&shared, &plan, &req, Some(&main)).await;
@@ -268,7 +270,7 @@ impl Handle {
             return Ok(resp);
         }
         if let Some(oid) = &req.oid
-            && shared.state.get_object(&req.cls, oid).await?.is_none()
+            && load(shared, &req.cls, oid).await?.is_none()
         {
             return Err(not_found(&req.cls, oid));
         }
@@ -333,9 +335,7 @@ impl Handle {
 
     pub async fn object(&self, cls: &ClassKey, oid: &ObjectId) -> Result<ObjectRecord, Error> {
         self.check_class(cls)?;
-        self.shared
-            .state
-            .get_object(cls, oid)
+        load(&self.shared, cls, oid)
             .await?
             .ok_or_else(|| not_found(cls, oid))
     }
@@ -361,6 +361,24 @@ impl Handle {
     pub fn busy_objects(&self) -> usize {
         self.shared.inboxes.busy()
     }
+}
+
+/// An object's committed state: from the hot-object cache, else from the
+/// store (and then cached).
+pub(crate) async fn load(
+    shared: &Shared,
+    cls: &ClassKey,
+    oid: &ObjectId,
+) -> Result<Option<ObjectRecord>, oprc_store::Error> {
+    let key = (cls.clone(), oid.clone());
+    match shared.cache.get(&key) {
+        Some(Slot::Live(obj)) => return Ok(Some((*obj).clone())),
+        Some(Slot::Gone) => return Ok(None),
+        None => {}
+    }
+    let obj = shared.state.get_object(cls, oid).await?;
+    shared.cache.fill(key, obj.clone());
+    Ok(obj)
 }
 
 /// The span of one invocation (the id links sync answers, async records and
@@ -420,7 +438,7 @@ async fn run_mutating(
 ) -> Result<InvocationResponse, Error> {
     let oid = req.oid.as_ref().expect("mutating calls have a main object");
     if cached.is_none() {
-        *cached = shared.state.get_object(&req.cls, oid).await?;
+        *cached = load(shared, &req.cls, oid).await?;
     }
     let Some(main) = cached.as_ref() else {
         return Err(not_found(&req.cls, oid));

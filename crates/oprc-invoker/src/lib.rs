@@ -15,6 +15,7 @@
 
 mod apply;
 mod builtin;
+mod cache;
 mod consumer;
 mod error;
 mod exec;
@@ -46,6 +47,8 @@ pub struct Options {
     pub position_flush: Duration,
     /// At shutdown, how long running calls may take to finish.
     pub drain_timeout: Duration,
+    /// Objects kept in memory for reads (0: no cache).
+    pub object_cache: usize,
 }
 
 impl Default for Options {
@@ -57,6 +60,7 @@ impl Default for Options {
             async_in_flight: 256,
             position_flush: Duration::from_millis(100),
             drain_timeout: Duration::from_secs(30),
+            object_cache: 65_536,
         }
     }
 }

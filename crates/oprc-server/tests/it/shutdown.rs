@@ -10,11 +10,16 @@ use crate::harness::{Node, behave_package};
 async fn shutdown_lets_a_running_call_finish_and_commit() {
     let node = Node::start(&[behave_package()]).await;
     node.new_object("t.thing", r#"{"id": "o"}"#).await;
+    // Warm the worker up first: its start counts against the 1 s timeout.
+    let (s, v) = node
+        .post("/api/classes/t.thing/objects/o/invokes/slow?ms=0", "")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
     let (client, url) = (node.client.clone(), node.url.clone());
     let call = tokio::spawn(async move {
         client
             .post(format!(
-                "{url}/api/classes/t.thing/objects/o/invokes/slow?ms=700"
+                "{url}/api/classes/t.thing/objects/o/invokes/slow?ms=500"
             ))
             .send()
             .await
