@@ -9,7 +9,7 @@
 //! are evicted at random when a shard is full.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use oprc_core::ObjectRecord;
@@ -44,9 +44,7 @@ impl ObjectCache {
     }
 
     fn shard(&self, key: &ObjectKey) -> &Mutex<HashMap<ObjectKey, Slot>> {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 
     pub fn get(&self, key: &ObjectKey) -> Option<Slot> {

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{BuildHasher, Hash};
+use std::hash::BuildHasher;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -48,9 +48,7 @@ impl Inboxes {
     }
 
     fn shard(&self, key: &ObjectKey) -> &Mutex<HashMap<ObjectKey, mpsc::UnboundedSender<Job>>> {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        &self.shards[(std::hash::Hasher::finish(&h) as usize) % SHARDS]
+        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 
     /// Appends a job to the object's inbox, starting its worker if idle.
