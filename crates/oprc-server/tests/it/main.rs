@@ -3,6 +3,7 @@
 mod harness;
 
 mod bad_input;
+mod compat;
 mod concurrency;
 mod examples;
 mod invoke;
