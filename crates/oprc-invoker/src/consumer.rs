@@ -173,6 +173,7 @@ fn dispatch(
         Ok(plan) => {
             let span = crate::invoker::span_of(&req);
             tracker.spawn(tracing::Instrument::instrument(async move {
+                let _doing = shared.doing(&req.inv_id);
                 if !already_done(&shared, &req).await {
                     let main = match &req.oid {
                         Some(oid) => match crate::invoker::load(&shared, &req.cls, oid).await {

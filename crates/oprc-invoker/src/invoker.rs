@@ -38,6 +38,25 @@ pub(crate) struct Shared {
     /// Sync calls with an idempotency key that are running now: a repeat
     /// waits for the first one's answer.
     idempotent: Mutex<HashMap<String, watch::Receiver<Option<InvocationResponse>>>>,
+    /// Async calls running now (their record still says `QUEUE`).
+    doing: Mutex<std::collections::HashSet<InvocationId>>,
+}
+
+impl Shared {
+    /// Marks an async call as running until the guard is dropped.
+    pub(crate) fn doing(self: &Arc<Self>, id: &InvocationId) -> Doing {
+        self.doing.lock().insert(id.clone());
+        Doing(self.clone(), id.clone())
+    }
+}
+
+/// Clears the running mark of an async call when dropped.
+pub(crate) struct Doing(Arc<Shared>, InvocationId);
+
+impl Drop for Doing {
+    fn drop(&mut self) {
+        self.0.doing.lock().remove(&self.1);
+    }
 }
 
 /// The invoker: owns the async-log consumers and the record purger.
@@ -73,6 +92,7 @@ impl Invoker {
                 tracker: TaskTracker::new(),
                 metrics,
                 idempotent: Mutex::default(),
+                doing: Mutex::default(),
             }),
         }
     }
@@ -325,12 +345,17 @@ impl Handle {
 
     /// Status and result of an invocation (kept for the retention period).
     pub async fn invocation(&self, id: &InvocationId) -> Result<InvocationResponse, Error> {
-        self.shared
+        let mut resp = self
+            .shared
             .state
             .get_invocation(id)
             .await?
             .map(|r| r.response)
-            .ok_or_else(|| Error::InvocationNotFound(id.to_string()))
+            .ok_or_else(|| Error::InvocationNotFound(id.to_string()))?;
+        if resp.status == InvocationStatus::Queue && self.shared.doing.lock().contains(id) {
+            resp.status = InvocationStatus::Doing;
+        }
+        Ok(resp)
     }
 
     pub async fn object(&self, cls: &ClassKey, oid: &ObjectId) -> Result<ObjectRecord, Error> {
@@ -415,6 +440,7 @@ pub(crate) fn mutating_job(
     Box::new(move |cached: &mut Cached| {
         Box::pin(
             async move {
+                let _doing = offset.map(|_| shared.doing(&req.inv_id));
                 let result =
                     run_mutating(&shared, &plan, &req, offset, record, que_ts, cached).await;
                 if let Some(reply) = reply {

@@ -295,3 +295,41 @@ async fn traceparent_reaches_the_function() {
     assert!(v["body"].get("traceparent").is_none(), "{v}");
     node.stop().await;
 }
+
+#[tokio::test]
+async fn a_running_async_call_reports_doing() {
+    let node = Node::start(&[behave_package()]).await;
+    node.new_object("t.thing", r#"{"id": "o"}"#).await;
+    // Warm the worker up: its start counts against the 1 s timeout.
+    node.post("/api/classes/t.thing/objects/o/invokes/slow?ms=0", "")
+        .await;
+    let (s, v) = node
+        .post(
+            "/api/classes/t.thing/objects/o/invokes/slow?ms=500&_async=true",
+            "",
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let id = v["invId"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut seen = Vec::new();
+    loop {
+        let (_, v) = node.get(&format!("/api/invocations/{id}")).await;
+        let status = v["status"].as_str().unwrap().to_owned();
+        if seen.last() != Some(&status) {
+            seen.push(status.clone());
+        }
+        if status == "SUCCEEDED" || status == "FAILED" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{seen:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(seen.contains(&"DOING".to_owned()), "{seen:?}");
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("SUCCEEDED"),
+        "{seen:?}"
+    );
+    node.stop().await;
+}
