@@ -7,6 +7,7 @@ use serde::Serialize;
 
 /// A snapshot of every deployment of the engine.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Status {
     /// Sorted by function key; a replaced or undeployed process deployment
     /// whose workers are still draining is listed with `draining: true`.
@@ -23,6 +24,7 @@ impl Status {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DeploymentStatus {
     pub function: FunctionKey,
     pub engine: EngineKind,
@@ -45,6 +47,7 @@ pub enum EngineKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct InstanceStatus {
     /// Unique within the deployment, never reused.
     pub id: u64,
@@ -72,6 +75,7 @@ pub enum InstanceState {
 
 /// Counter values (a snapshot), for metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Counters {
     /// Calls finished, successful or not.
     pub invocations: u64,

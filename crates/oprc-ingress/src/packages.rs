@@ -124,12 +124,30 @@ pub(crate) async fn get_class(
     Ok(Json(class).into_response())
 }
 
+/// A function with its live deployment (`deployment`: engine, workers,
+/// calls), when it has one.
+fn with_deployment(
+    f: &oprc_package::ResolvedFunction,
+    status: &oprc_engine::Status,
+) -> Result<serde_json::Value, ApiError> {
+    let mut v = serde_json::to_value(f).map_err(|e| ApiError::internal(&e))?;
+    if let (Some(d), Some(obj)) = (status.deployment(&f.key), v.as_object_mut()) {
+        let d = serde_json::to_value(d).map_err(|e| ApiError::internal(&e))?;
+        obj.insert("deployment".into(), d);
+    }
+    Ok(v)
+}
+
 pub(crate) async fn list_functions(
     State(state): State<Arc<AppState>>,
     query: Result<Query<Page>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let catalog = state.registry.catalog();
-    let all: Vec<_> = catalog.functions().collect();
+    let status = state.registry.deployments();
+    let all = catalog
+        .functions()
+        .map(|f| with_deployment(f, &status))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Json(page(query, all.into_iter())?).into_response())
 }
 
@@ -142,5 +160,5 @@ pub(crate) async fn get_function(
     let f = catalog
         .function(&key)
         .ok_or_else(|| ApiError::not_found(format!("function `{key}` does not exist")))?;
-    Ok(Json(f).into_response())
+    Ok(Json(with_deployment(f, &state.registry.deployments())?).into_response())
 }

@@ -105,6 +105,11 @@ impl Registry {
         self.inner.catalog.load_full()
     }
 
+    /// Where the deployed functions run now: workers, calls, counters.
+    pub fn deployments(&self) -> oprc_engine::Status {
+        self.inner.engine.status()
+    }
+
     /// Creates or replaces a package from its YAML or JSON source.
     pub async fn apply(&self, source: &str) -> Result<Applied, Error> {
         let doc = oprc_package::parse(source).map_err(Error::Invalid)?;

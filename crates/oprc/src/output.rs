@@ -187,7 +187,15 @@ pub fn classes(v: &Value) -> Table {
 
 /// Resolved functions: key, type, output class.
 pub fn functions(v: &Value) -> Table {
-    let mut t = Table::new(&["KEY", "TYPE", "OUTPUT_CLS", "IMMUTABLE"]);
+    let mut t = Table::new(&[
+        "KEY",
+        "TYPE",
+        "OUTPUT_CLS",
+        "IMMUTABLE",
+        "ENGINE",
+        "INSTANCES",
+        "IN_FLIGHT",
+    ]);
     let one = [v.clone()];
     let list = if v.get("key").is_some() {
         &one[..]
@@ -200,6 +208,11 @@ pub fn functions(v: &Value) -> Table {
             cell(f.get("type")),
             cell(f.get("outputCls")),
             cell(f.get("immutable")),
+            cell(f.pointer("/deployment/engine/kind")),
+            f.pointer("/deployment/instances")
+                .and_then(Value::as_array)
+                .map_or_else(String::new, |i| i.len().to_string()),
+            cell(f.pointer("/deployment/counters/inFlight")),
         ]);
     }
     t

@@ -26,6 +26,15 @@ async fn operational_endpoints_answer() {
         .post("/api/classes/t.thing/objects/o/invokes/inc", "")
         .await;
     assert_eq!(s, StatusCode::OK);
+    let (s, f) = node.get("/api/functions/t.behave").await;
+    assert_eq!(s, StatusCode::OK, "{f}");
+    assert_eq!(f["deployment"]["engine"]["kind"], "process", "{f}");
+    assert_eq!(
+        f["deployment"]["instances"].as_array().unwrap().len(),
+        1,
+        "{f}"
+    );
+    assert_eq!(f["deployment"]["counters"]["invocations"], 1, "{f}");
     let (_, metrics) = text("/metrics").await;
     for expected in [
         r#"oprc_invocations_total{cls="t.thing",function="inc",status="SUCCEEDED"} 1"#,
