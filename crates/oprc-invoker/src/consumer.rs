@@ -96,9 +96,10 @@ pub(crate) async fn run(shared: Arc<Shared>, partition: PartitionId, cancel: Can
             dispatch(&shared, entry, positions.clone(), permit);
         }
     }
-    // Let the calls already dispatched finish (the invoker bounds this with
-    // its drain timeout), then record how far the log is applied.
-    shared.tracker.wait().await;
+    // Let the calls already dispatched finish (up to the drain timeout; a
+    // call still running then is replayed at the next start), then record
+    // how far the log is applied.
+    let _ = tokio::time::timeout(shared.options.drain_timeout, shared.tracker.wait()).await;
     flush_position(&shared, partition, &positions).await;
 }
 

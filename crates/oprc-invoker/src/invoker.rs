@@ -184,9 +184,9 @@ impl Handle {
             Err(mut rx) => {
                 return match rx.wait_for(Option::is_some).await {
                     Ok(resp) => Ok(resp.clone().expect("waited for Some")),
-                    // The first call was dropped before it answered.
+                    // The first call was refused or dropped before it answered.
                     Err(_) => Err(Error::BadRequest(format!(
-                        "the first call with idempotency key {key:?} was cancelled; retry"
+                        "the first call with idempotency key {key:?} did not complete; retry"
                     ))),
                 };
             }
@@ -308,12 +308,16 @@ impl Handle {
             let first_id = first
                 .and_then(|e| serde_json::from_slice::<InvocationRequest>(&e.payload).ok())
                 .map(|r| r.inv_id);
-            if let Some(id) = first_id {
-                return self
+            return match first_id {
+                Some(id) => self
                     .invocation(&id)
                     .await
-                    .or_else(|_| Ok(InvocationResponse::status(id, InvocationStatus::Queue)));
-            }
+                    .or_else(|_| Ok(InvocationResponse::status(id, InvocationStatus::Queue))),
+                // Applied, trimmed from the log and its record expired.
+                None => Err(Error::BadRequest(format!(
+                    "idempotency key {dedup:?} was used before and its result is no longer kept"
+                ))),
+            };
         }
         let mut resp = InvocationResponse::status(req.inv_id.clone(), InvocationStatus::Queue);
         resp.stats = Some(oprc_core::InvocationStats {
@@ -380,11 +384,6 @@ impl Handle {
             Some(_) => Ok(()),
             None => Err(Error::ClassNotFound(cls.to_string())),
         }
-    }
-
-    /// Number of objects whose inbox has work (a gauge for metrics).
-    pub fn busy_objects(&self) -> usize {
-        self.shared.inboxes.busy()
     }
 }
 
