@@ -263,6 +263,66 @@ mod tests {
         assert_eq!(*log.lock(), (0..=50).collect::<Vec<_>>());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Producers that each submit a sequence of jobs, some run inline
+        /// and some queued, see their own jobs run in their order, never two
+        /// at once, none lost.
+        #[test]
+        fn every_producer_sees_its_jobs_in_order(
+            plan in proptest::collection::vec((0usize..4, proptest::bool::ANY), 1..120)
+        ) {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(3)
+                .build()
+                .unwrap();
+            let log = rt.block_on(async {
+                let inboxes = Arc::new(Inboxes::new());
+                let tracker = TaskTracker::new();
+                let log = Arc::new(Mutex::new(Vec::new()));
+                let active = Arc::new(AtomicUsize::new(0));
+                let mut producers = tokio::task::JoinSet::new();
+                for p in 0..4 {
+                    let mine: Vec<bool> = plan.iter().filter(|(q, _)| *q == p).map(|(_, i)| *i).collect();
+                    let (inboxes, tracker, log, active) =
+                        (inboxes.clone(), tracker.clone(), log.clone(), active.clone());
+                    producers.spawn(async move {
+                        for (seq, inline) in mine.into_iter().enumerate() {
+                            let (log, active) = (log.clone(), active.clone());
+                            let job: Job = Box::new(move |_: &mut Cached| {
+                                Box::pin(async move {
+                                    assert_eq!(active.fetch_add(1, Ordering::SeqCst), 0, "overlap");
+                                    tokio::task::yield_now().await;
+                                    log.lock().push((p, seq));
+                                    active.fetch_sub(1, Ordering::SeqCst);
+                                })
+                            });
+                            if inline {
+                                inboxes.run(&tracker, key(), job).await;
+                            } else {
+                                inboxes.enqueue(&tracker, key(), job);
+                            }
+                        }
+                    });
+                }
+                while let Some(r) = producers.join_next().await {
+                    r.unwrap();
+                }
+                tracker.close();
+                tracker.wait().await;
+                assert_eq!(inboxes.busy(), 0);
+                let log = log.lock().clone();
+                log
+            });
+            proptest::prop_assert_eq!(log.len(), plan.len());
+            for p in 0..4 {
+                let seqs: Vec<usize> = log.iter().filter(|(q, _)| *q == p).map(|(_, s)| *s).collect();
+                proptest::prop_assert_eq!(seqs.clone(), (0..seqs.len()).collect::<Vec<_>>());
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_dropped_inline_caller_hands_the_queue_to_a_worker() {
         let inboxes = Arc::new(Inboxes::new());
