@@ -312,8 +312,7 @@ mod tests {
                 tracker.close();
                 tracker.wait().await;
                 assert_eq!(inboxes.busy(), 0);
-                let log = log.lock().clone();
-                log
+                log.lock().clone()
             });
             proptest::prop_assert_eq!(log.len(), plan.len());
             for p in 0..4 {
