@@ -4,6 +4,8 @@
 //!   `fill`) called directly with a task, as the node would call it.
 //! - `node`: the same function invoked through a node (`POST .../invokes/fill`),
 //!   each client on its own object, with durable (fsync'd) commits.
+//! - `node-hot`: the same, every client on one object (calls queue in its
+//!   inbox; commits are pipelined and merged).
 //! - `noop`: a no-op HTTP handler in this process.
 //! - `get` / `update`: the builtins through the node.
 //!

@@ -223,10 +223,23 @@ pub(crate) enum CacheAfter {
     Invalidate,
 }
 
-/// Commits a step: main change, output object and (when `record`) the
-/// invocation record, in one batch. `offset` is the async-log offset being
+/// A step turned into writes and the answer they stand for, not yet
+/// committed.
+pub(crate) struct Prepared {
+    pub batch: WriteBatch,
+    pub response: InvocationResponse,
+    /// The object's state once the batch is committed.
+    pub cache: CacheAfter,
+    /// What the hot-object cache learns once the batch is committed.
+    committed: Vec<(ObjectKey, Option<ObjectRecord>)>,
+    writes_main: bool,
+    record: bool,
+}
+
+/// Turns a step into one batch: main change, output object and (when
+/// `record`) the invocation record. `offset` is the async-log offset being
 /// applied, stored in the main object's `lastOffset` (G5).
-pub(crate) async fn finish(
+pub(crate) fn prepare(
     shared: &Shared,
     req: &InvocationRequest,
     main: Option<&ObjectRecord>,
@@ -234,14 +247,13 @@ pub(crate) async fn finish(
     offset: Option<u64>,
     record: bool,
     que_ts: i64,
-) -> (InvocationResponse, CacheAfter) {
+) -> Prepared {
     let mut response = InvocationResponse::status(req.inv_id.clone(), step.status);
     response.error = step.error;
     response.body = step.body;
     let mut batch = WriteBatch::new();
     let mut cache = CacheAfter::Keep;
     let mut writes_main = false;
-    // What the hot-object cache learns once the batch is committed.
     let mut committed: Vec<(ObjectKey, Option<ObjectRecord>)> = Vec::new();
     if step.status == InvocationStatus::Succeeded {
         match step.main {
@@ -297,49 +309,85 @@ pub(crate) async fn finish(
             shared, req, &response,
         ))));
     }
-    if batch.writes.is_empty() {
-        return (response, cache);
+    Prepared {
+        batch,
+        response,
+        cache,
+        committed,
+        writes_main,
+        record,
     }
-    let result = shared.state.commit(batch).await;
-    for (key, obj) in committed {
+}
+
+/// Commits a step and answers (see [`prepare`] and [`conclude`]).
+pub(crate) async fn finish(
+    shared: &Shared,
+    req: &InvocationRequest,
+    main: Option<&ObjectRecord>,
+    step: Step,
+    offset: Option<u64>,
+    record: bool,
+    que_ts: i64,
+) -> (InvocationResponse, CacheAfter) {
+    let mut prepared = prepare(shared, req, main, step, offset, record, que_ts);
+    let batch = std::mem::take(&mut prepared.batch);
+    let result = if batch.writes.is_empty() {
+        Ok(())
+    } else {
+        shared.state.commit(batch).await
+    };
+    conclude(shared, req, prepared, result).await
+}
+
+/// The answer once the commit's outcome is known: the prepared answer, or a
+/// `FAILED` one (and a best-effort failure record) when the commit failed.
+/// Updates the hot-object cache either way.
+pub(crate) async fn conclude(
+    shared: &Shared,
+    req: &InvocationRequest,
+    prepared: Prepared,
+    result: oprc_store::Result<()>,
+) -> (InvocationResponse, CacheAfter) {
+    for (key, obj) in prepared.committed {
         if result.is_ok() {
             shared.cache.set(key, obj);
         } else {
             shared.cache.forget(&key);
         }
     }
-    if let Err(e) = result {
-        tracing::warn!(inv = %req.inv_id, cls = %req.cls, error = %e, "commit failed");
-        let (code, message) = if e.kind == ErrorKind::Conflict && !writes_main {
-            (
-                codes::ALREADY_EXISTS,
-                "an object with this id already exists",
-            )
-        } else if e.kind == ErrorKind::Conflict {
-            (
-                codes::CONFLICT,
-                "the object was changed concurrently; nothing was committed",
-            )
-        } else {
-            (
-                codes::STORAGE,
-                "the new state could not be stored; nothing was committed",
-            )
-        };
-        response = InvocationResponse::status(req.inv_id.clone(), InvocationStatus::Failed);
-        response.error = Some(failure(code, message));
-        if record {
-            // Best effort: remember the failure so a replay does not run it
-            // again. If this fails too, a replay will retry the call.
-            let mut batch = WriteBatch::new();
-            batch.push(Write::PutInvocation(Box::new(record_of(
-                shared, req, &response,
-            ))));
-            let _ = shared.state.commit(batch).await;
-        }
-        return (response, CacheAfter::Invalidate);
+    let e = match result {
+        Ok(()) => return (prepared.response, prepared.cache),
+        Err(e) => e,
+    };
+    tracing::warn!(inv = %req.inv_id, cls = %req.cls, error = %e, "commit failed");
+    let (code, message) = if e.kind == ErrorKind::Conflict && !prepared.writes_main {
+        (
+            codes::ALREADY_EXISTS,
+            "an object with this id already exists",
+        )
+    } else if e.kind == ErrorKind::Conflict {
+        (
+            codes::CONFLICT,
+            "the object was changed concurrently; nothing was committed",
+        )
+    } else {
+        (
+            codes::STORAGE,
+            "the new state could not be stored; nothing was committed",
+        )
+    };
+    let mut response = InvocationResponse::status(req.inv_id.clone(), InvocationStatus::Failed);
+    response.error = Some(failure(code, message));
+    if prepared.record {
+        // Best effort: remember the failure so a replay does not run it
+        // again. If this fails too, a replay will retry the call.
+        let mut batch = WriteBatch::new();
+        batch.push(Write::PutInvocation(Box::new(record_of(
+            shared, req, &response,
+        ))));
+        let _ = shared.state.commit(batch).await;
     }
-    (response, cache)
+    (response, CacheAfter::Invalidate)
 }
 
 pub(crate) fn record_of(

@@ -12,7 +12,7 @@ use std::hash::BuildHasher;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use oprc_core::{ClassKey, ObjectId, ObjectRecord};
+use oprc_core::{ClassKey, ObjectId};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
@@ -20,9 +20,8 @@ use tokio_util::task::TaskTracker;
 /// Identifies an object across classes.
 pub(crate) type ObjectKey = (ClassKey, ObjectId);
 
-/// The state a worker keeps between jobs: the object as last committed, or
-/// `None` when it must be (re)loaded from the store.
-pub(crate) type Cached = Option<ObjectRecord>;
+/// The state a worker keeps between jobs (the object, commits in flight).
+pub(crate) type Cached = crate::pipeline::WorkerState;
 
 /// A job borrows the worker's cache for its run.
 pub(crate) type Job =
@@ -94,13 +93,13 @@ impl Inboxes {
             tracker: tracker.clone(),
             key,
             rx: Some(rx),
-            cached: None,
+            cached: Cached::default(),
         };
         job(&mut owner.cached).await;
     }
 
     async fn work(self: Arc<Self>, key: ObjectKey, rx: mpsc::UnboundedReceiver<Job>) {
-        self.work_with(key, rx, None).await;
+        self.work_with(key, rx, Cached::default()).await;
     }
 
     async fn work_with(
@@ -112,6 +111,12 @@ impl Inboxes {
         loop {
             let job = match rx.try_recv() {
                 Ok(job) => job,
+                Err(_) if cached.has_pending() => {
+                    // Commits in flight: the next worker must not load the
+                    // object before they land.
+                    cached.settle().await;
+                    continue;
+                }
                 Err(_) => {
                     // Enqueue sends under this lock, so an empty channel
                     // seen under it stays empty: safe to retire.
@@ -125,6 +130,7 @@ impl Inboxes {
                     }
                 }
             };
+            cached.contended = !rx.is_empty();
             job(&mut cached).await;
         }
     }
@@ -138,7 +144,7 @@ impl Inboxes {
         rx: mpsc::UnboundedReceiver<Job>,
         cached: Cached,
     ) {
-        {
+        if !cached.has_pending() {
             let mut map = self.shard(&key).lock();
             if rx.is_empty() {
                 map.remove(&key);
@@ -168,7 +174,7 @@ impl Drop for Owner {
         if let Some(rx) = self.rx.take() {
             let key = self.key.clone();
             self.inboxes
-                .release(&self.tracker, key, rx, self.cached.take());
+                .release(&self.tracker, key, rx, std::mem::take(&mut self.cached));
         }
     }
 }
