@@ -74,6 +74,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "node",
                 Box::new(|client, _| env.node_fill(&env.node, client)),
             ),
+            // Every client on one object: localized locking under contention.
+            ("node-hot", Box::new(|_, _| env.node_fill(&env.node, 0))),
             ("noop", Box::new(|_, _| env.noop())),
             (
                 "get",
