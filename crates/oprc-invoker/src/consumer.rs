@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::codes;
 use crate::exec::{self, now_ms};
-use crate::invoker::{Shared, mutating_job};
+use crate::invoker::Shared;
+use crate::mutate::mutating_job;
 use crate::plan::{self, Caller};
 
 /// Offsets dispatched but not finished, to know up to where the log is

@@ -22,6 +22,7 @@ mod exec;
 mod inbox;
 mod invoker;
 mod metrics;
+mod mutate;
 mod pipeline;
 mod plan;
 

@@ -105,6 +105,8 @@ impl WorkerState {
     /// call submitted before it.
     pub fn submit(&mut self, shared: &Arc<Shared>, pending: Pending) {
         let pump = self.pump.get_or_insert_with(|| {
+            // Unbounded: it holds at most the calls of this object's inbox,
+            // which its callers bound.
             let (tx, rx) = mpsc::unbounded_channel();
             let counters = Arc::new(PumpCounters::default());
             shared
