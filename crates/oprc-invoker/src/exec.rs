@@ -213,6 +213,18 @@ fn engine_failure(e: oprc_engine::InvokeError) -> InvocationError {
     failure(code, e.to_string())
 }
 
+impl CacheAfter {
+    /// Applies this outcome to an inbox worker's view of its object.
+    pub(crate) fn apply_to(&self, current: &mut crate::pipeline::Current) {
+        use crate::pipeline::Current;
+        match self {
+            Self::Keep => {}
+            Self::Set(next) => *current = next.clone().map_or(Current::Gone, Current::Live),
+            Self::Invalidate => *current = Current::Unknown,
+        }
+    }
+}
+
 /// What the object's cached state is after a call.
 pub(crate) enum CacheAfter {
     /// Keep what was cached.
@@ -329,7 +341,20 @@ pub(crate) async fn finish(
     record: bool,
     que_ts: i64,
 ) -> (InvocationResponse, CacheAfter) {
-    let mut prepared = prepare(shared, req, main, step, offset, record, que_ts);
+    commit(
+        shared,
+        req,
+        prepare(shared, req, main, step, offset, record, que_ts),
+    )
+    .await
+}
+
+/// Commits a prepared step and answers.
+pub(crate) async fn commit(
+    shared: &Shared,
+    req: &InvocationRequest,
+    mut prepared: Prepared,
+) -> (InvocationResponse, CacheAfter) {
     let batch = std::mem::take(&mut prepared.batch);
     let result = if batch.writes.is_empty() {
         Ok(())

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use oprc_core::{InvocationRequest, InvocationResponse, InvocationStatus};
 use tracing::Instrument;
 
-use crate::exec::{self, CacheAfter};
+use crate::exec;
 use crate::inbox::{Cached, Job};
 use crate::invoker::{Doing, Shared, load, not_found, span_of};
 use crate::pipeline::{self, Current, Pending, Reply};
@@ -78,36 +78,7 @@ async fn run_mutating(
         }
     }
     let step = exec::run(shared, call.plan, &req, Some(main)).await;
-    if state.pipelining() {
-        let prepared = exec::prepare(
-            shared,
-            &req,
-            Some(main),
-            step,
-            call.offset,
-            call.record,
-            call.que_ts,
-        );
-        // The next call runs on this state while the commit is in flight.
-        match &prepared.cache {
-            CacheAfter::Keep => {}
-            CacheAfter::Set(next) => {
-                state.current = next.clone().map_or(Current::Gone, Current::Live);
-            }
-            CacheAfter::Invalidate => state.current = Current::Unknown,
-        }
-        state.submit(
-            shared,
-            Pending {
-                req,
-                prepared,
-                reply,
-                doing,
-            },
-        );
-        return;
-    }
-    let (resp, after) = exec::finish(
+    let prepared = exec::prepare(
         shared,
         &req,
         Some(main),
@@ -115,13 +86,20 @@ async fn run_mutating(
         call.offset,
         call.record,
         call.que_ts,
-    )
-    .await;
-    match after {
-        CacheAfter::Keep => {}
-        CacheAfter::Set(next) => state.current = next.map_or(Current::Gone, Current::Live),
-        CacheAfter::Invalidate => state.current = Current::Unknown,
+    );
+    if state.pipelining() {
+        // The next call runs on this state while the commit is in flight.
+        prepared.cache.apply_to(&mut state.current);
+        let pending = Pending {
+            req,
+            prepared,
+            reply,
+            doing,
+        };
+        return state.submit(shared, pending);
     }
+    let (resp, after) = exec::commit(shared, &req, prepared).await;
+    after.apply_to(&mut state.current);
     drop(doing);
     pipeline::send(reply, Ok(resp));
 }
