@@ -141,6 +141,19 @@ mod tests {
         assert!(!c.success);
     }
 
+    proptest::proptest! {
+        /// Whatever a function answers, parsing it never panics.
+        #[test]
+        fn any_answer_parses_or_is_refused(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let _ = Completion::parse(&bytes);
+        }
+
+        #[test]
+        fn any_json_answer_parses_or_is_refused(text in "[{}\\[\\]\":,a-zA-Z0-9 .-]{0,80}") {
+            let _ = Completion::parse(text.as_bytes());
+        }
+    }
+
     #[test]
     fn task_omits_absent_objects() {
         let t = Task {

@@ -1,5 +1,6 @@
 //! The one integration test binary of the crate: fixtures, schema, round trips.
 
 mod fixtures;
+mod garbage;
 mod roundtrip;
 mod schema;
