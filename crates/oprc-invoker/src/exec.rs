@@ -321,6 +321,16 @@ pub(crate) fn prepare(
             shared, req, &response,
         ))));
     }
+    // A class may trade durability for speed (`persistence: async`), but
+    // not for async calls or remembered idempotency keys: those promise
+    // exactly-once, which needs their record and `lastOffset` on disk.
+    batch.write_behind = !record
+        && offset.is_none()
+        && shared
+            .catalog
+            .load()
+            .class(&req.cls)
+            .is_some_and(|c| c.config.persistence == oprc_package::model::Persistence::Async);
     Prepared {
         batch,
         response,

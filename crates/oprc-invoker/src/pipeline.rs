@@ -211,7 +211,13 @@ fn key_of(w: &Write) -> Option<ObjectKey> {
 pub(crate) fn merge(batches: impl Iterator<Item = WriteBatch>) -> WriteBatch {
     let mut writes: Vec<Option<Write>> = Vec::new();
     let mut at: HashMap<ObjectKey, usize> = HashMap::new();
-    for w in batches.flat_map(|b| b.writes) {
+    // Write-behind only if every merged batch allows it.
+    let mut write_behind = true;
+    let all = batches.flat_map(|b| {
+        write_behind &= b.write_behind;
+        b.writes
+    });
+    for w in all {
         let Some(key) = key_of(&w) else {
             writes.push(Some(w));
             continue;
@@ -252,6 +258,7 @@ pub(crate) fn merge(batches: impl Iterator<Item = WriteBatch>) -> WriteBatch {
     }
     WriteBatch {
         writes: writes.into_iter().flatten().collect(),
+        write_behind,
     }
 }
 
@@ -298,7 +305,7 @@ mod tests {
 
     #[test]
     fn chained_writes_collapse_to_the_last_state_with_the_first_precondition() {
-        let b = |ws: Vec<Write>| WriteBatch { writes: ws };
+        let b = WriteBatch::of;
         let merged = merge(
             vec![
                 b(vec![put("o", 4, Some(3))]),

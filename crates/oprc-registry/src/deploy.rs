@@ -93,3 +93,25 @@ pub(crate) fn missing(doc: &Document, f: &ResolvedFunction) -> Diagnostic {
         ),
     )
 }
+
+/// Class settings this node decides for itself: said, not silently dropped.
+pub(crate) fn node_level_settings(doc: &Document) -> Vec<Diagnostic> {
+    doc.package()
+        .classes
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.config.partitions.is_some())
+        .map(|(i, c)| {
+            let path = format!("classes[{i}].config.partitions");
+            Diagnostic::warning(
+                doc.position(&path),
+                path,
+                format!(
+                    "class `{}`: partitions are set per node in this version (`oprc serve \
+                     --partitions`); this value has no effect yet",
+                    c.name
+                ),
+            )
+        })
+        .collect()
+}

@@ -132,6 +132,7 @@ impl Registry {
         if !problems.is_empty() {
             return Err(Error::Invalid(problems));
         }
+        warnings.extend(deploy::node_level_settings(&doc));
         self.inner.state.put_package(doc.name(), source).await?;
         // Functions the new version no longer has.
         let keep: Vec<_> = deployments.iter().map(|(k, _)| k.clone()).collect();

@@ -27,6 +27,13 @@ impl Collector for StoreCollector {
             None,
             commits.metric_type(),
         )?)?;
+        let durable = ConstCounter::new(stats.durable_commits);
+        durable.encode(encoder.encode_descriptor(
+            "oprc_store_durable_commits",
+            "Transactions made durable before they were acknowledged (the rest are write-behind)",
+            None,
+            durable.metric_type(),
+        )?)?;
         let requests = ConstCounter::new(stats.requests);
         requests.encode(encoder.encode_descriptor(
             "oprc_store_write_requests",

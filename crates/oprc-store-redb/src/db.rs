@@ -79,6 +79,7 @@ fn now_ms() -> i64 {
 pub struct Stats {
     pub commits: u64,
     pub requests: u64,
+    pub durable_commits: u64,
 }
 
 /// The embedded store. Cheap to clone; the writer thread stops when the
@@ -122,9 +123,9 @@ impl Store {
         let (tx, rx) = mpsc::channel(4096);
         let wake = heads.clone();
         let dirty = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        if !options.sync {
-            spawn_flusher(tx.downgrade(), dirty.clone(), options.flush_interval)?;
-        }
+        // Write-behind commits (the whole store's, or a class's) are made
+        // durable by the flusher.
+        spawn_flusher(tx.downgrade(), dirty.clone(), options.flush_interval)?;
         let stats = Arc::new(Counters::default());
         let writer = Writer {
             db: db.clone(),
@@ -167,17 +168,12 @@ impl Store {
     /// Commits (transactions) so far, and the write requests they served:
     /// their ratio is the average group-commit batch size.
     pub fn stats(&self) -> Stats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &self.inner.stats;
         Stats {
-            commits: self
-                .inner
-                .stats
-                .commits
-                .load(std::sync::atomic::Ordering::Relaxed),
-            requests: self
-                .inner
-                .stats
-                .requests
-                .load(std::sync::atomic::Ordering::Relaxed),
+            commits: s.commits.load(Relaxed),
+            requests: s.requests.load(Relaxed),
+            durable_commits: s.durable_commits.load(Relaxed),
         }
     }
 

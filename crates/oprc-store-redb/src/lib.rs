@@ -26,7 +26,8 @@ pub struct Options {
     /// are made durable together every `flush_interval`; a crash may lose
     /// the writes of that last interval.
     pub sync: bool,
-    /// Write-behind only: how often buffered commits are made durable.
+    /// How often write-behind commits (all of them when `sync` is false,
+    /// else those of batches marked `write_behind`) are made durable.
     pub flush_interval: std::time::Duration,
     /// How long append dedup ids are remembered, milliseconds.
     pub dedup_window_ms: i64,

@@ -65,6 +65,20 @@ pub(crate) struct Counters {
     pub commits: AtomicU64,
     /// Requests served by those transactions.
     pub requests: AtomicU64,
+    /// Transactions made durable (fsync) before they were acknowledged.
+    pub durable_commits: AtomicU64,
+}
+
+impl Op {
+    /// Whether the group this op is in must be durable before anyone is
+    /// answered. `sync`: the store's own mode (false: write-behind for all).
+    fn needs_durability(&self, sync: bool) -> bool {
+        match self {
+            Op::Flush => true,
+            Op::Commit(batch, _) => sync && !batch.write_behind,
+            _ => sync,
+        }
+    }
 }
 
 /// A reply to send once the group's commit outcome is known.
@@ -117,12 +131,13 @@ impl Writer {
     fn apply_group(&self, ops: &mut Vec<Op>) {
         let mut pending = Vec::with_capacity(ops.len());
         let mut appended: Vec<(PartitionId, u64)> = Vec::new();
-        let durable = self.sync || ops.iter().any(|op| matches!(op, Op::Flush));
+        let durable = ops.iter().any(|op| op.needs_durability(self.sync));
         let outcome = (|| -> Result<(), String> {
             let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
             if !durable {
-                // Kept in memory until the next durable commit (the
-                // flusher asks for one every `flush_interval`).
+                // Every op of the group allows write-behind: kept in memory
+                // until the next durable commit (the flusher asks for one
+                // every `flush_interval`).
                 txn.set_durability(Durability::None);
             }
             for op in ops.drain(..) {
@@ -135,6 +150,9 @@ impl Writer {
         } else {
             self.dirty.store(!durable, Ordering::Relaxed);
             self.stats.commits.fetch_add(1, Ordering::Relaxed);
+            if durable {
+                self.stats.durable_commits.fetch_add(1, Ordering::Relaxed);
+            }
             self.stats
                 .requests
                 .fetch_add(pending.len() as u64, Ordering::Relaxed);

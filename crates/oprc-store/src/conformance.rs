@@ -29,12 +29,10 @@ fn object(c: &str, o: &str, revision: u64, data: serde_json::Value) -> ObjectRec
 }
 
 fn put(record: ObjectRecord, expected_revision: Option<u64>) -> WriteBatch {
-    WriteBatch {
-        writes: vec![Write::PutObject {
-            record,
-            expected_revision,
-        }],
-    }
+    WriteBatch::of(vec![Write::PutObject {
+        record,
+        expected_revision,
+    }])
 }
 
 fn invocation(
@@ -123,12 +121,12 @@ async fn create_then_cas(s: &dyn StateStore) {
     );
 
     // Delete needs the current revision too.
-    let del = |rev| WriteBatch {
-        writes: vec![Write::DeleteObject {
+    let del = |rev| {
+        WriteBatch::of(vec![Write::DeleteObject {
             cls: c.clone(),
             oid: oid("a"),
             expected_revision: rev,
-        }],
+        }])
     };
     assert_eq!(
         s.commit(del(1)).await.unwrap_err().kind,
@@ -148,24 +146,22 @@ async fn batch_is_atomic(s: &dyn StateStore) {
         .await
         .unwrap();
     // The second write's precondition fails, so the first must not land.
-    let batch = WriteBatch {
-        writes: vec![
-            Write::PutObject {
-                record: object("t.atomic", "y", 1, serde_json::json!(2)),
-                expected_revision: None,
-            },
-            Write::PutObject {
-                record: object("t.atomic", "x", 5, serde_json::json!(3)),
-                expected_revision: Some(4),
-            },
-            Write::PutInvocation(Box::new(invocation(
-                "inv-atomic",
-                InvocationStatus::Succeeded,
-                None,
-                i64::MAX,
-            ))),
-        ],
-    };
+    let batch = WriteBatch::of(vec![
+        Write::PutObject {
+            record: object("t.atomic", "y", 1, serde_json::json!(2)),
+            expected_revision: None,
+        },
+        Write::PutObject {
+            record: object("t.atomic", "x", 5, serde_json::json!(3)),
+            expected_revision: Some(4),
+        },
+        Write::PutInvocation(Box::new(invocation(
+            "inv-atomic",
+            InvocationStatus::Succeeded,
+            None,
+            i64::MAX,
+        ))),
+    ]);
     assert_eq!(s.commit(batch).await.unwrap_err().kind, ErrorKind::Conflict);
     assert!(s.get_object(&c, &oid("y")).await.unwrap().is_none());
     assert_eq!(
@@ -250,9 +246,7 @@ async fn concurrent_commits_are_isolated(s: Arc<dyn StateStore>) {
 
 async fn invocation_records(s: &dyn StateStore) {
     let id = InvocationId::new("inv-1").unwrap();
-    let write = |r: InvocationRecord| WriteBatch {
-        writes: vec![Write::PutInvocation(Box::new(r))],
-    };
+    let write = |r: InvocationRecord| WriteBatch::of(vec![Write::PutInvocation(Box::new(r))]);
     s.commit(write(invocation(
         "inv-1",
         InvocationStatus::Queue,

@@ -29,11 +29,23 @@ pub enum Write {
 #[derive(Debug, Clone, Default)]
 pub struct WriteBatch {
     pub writes: Vec<Write>,
+    /// The commit may be acknowledged before it is durable (write-behind,
+    /// a class's `persistence: async`); it becomes durable with the
+    /// backend's next flush. Atomicity is unchanged.
+    pub write_behind: bool,
 }
 
 impl WriteBatch {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A durable batch of these writes.
+    pub fn of(writes: Vec<Write>) -> Self {
+        Self {
+            writes,
+            write_behind: false,
+        }
     }
 
     pub fn push(&mut self, write: Write) -> &mut Self {

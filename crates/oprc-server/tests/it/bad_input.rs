@@ -158,6 +158,14 @@ async fn kubernetes_only_functions_are_accepted_with_a_warning_and_fail_clearly(
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let warnings = v["warnings"].to_string();
     assert!(warnings.contains("Kubernetes"), "{v}");
+    // Node-level settings in a class are reported, not silently dropped.
+    let (s, v) = apply(
+        &node,
+        "name: q\nclasses:\n  - name: a\n    config: {partitions: 4}\n",
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert!(v["warnings"].to_string().contains("partitions"), "{v}");
     node.new_object("k.a", r#"{"id": "o"}"#).await;
     let (s, v) = node.post("/api/classes/k.a/objects/o/invokes/f", "").await;
     assert_eq!(s, StatusCode::BAD_GATEWAY, "{v}");

@@ -40,6 +40,8 @@ classes:
       - {{name: inside, function: .behave, access: INTERNAL}}
       - {{name: patch, function: builtin.update, override: {{merge: true}}}}
       - {{name: make, function: .behave, noMain: true, outputCls: .thing}}
+  - name: fast
+    config: {{persistence: async}}
 functions:
   - name: behave
     provision:

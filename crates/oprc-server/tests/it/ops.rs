@@ -76,3 +76,47 @@ async fn a_token_protects_the_api_but_not_health() {
     assert_eq!(node.get("/healthz").await.0, StatusCode::OK);
     node.stop().await;
 }
+
+fn counter(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+}
+
+#[tokio::test]
+async fn a_write_behind_class_skips_the_fsync_and_still_keeps_its_state() {
+    let node = Node::start(&[behave_package()]).await;
+    node.new_object("t.fast", r#"{"id": "f"}"#).await;
+    let metrics = || async {
+        let r = node
+            .client
+            .get(format!("{}/metrics", node.url))
+            .send()
+            .await
+            .unwrap();
+        r.text().await.unwrap()
+    };
+    let before = counter(&metrics().await, "oprc_store_durable_commits_total");
+    for n in 1..=20 {
+        let (s, v) = node
+            .post(
+                "/api/classes/t.fast/objects/f/invokes/update",
+                &format!(r#"{{"n": {n}}}"#),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let after = counter(&metrics().await, "oprc_store_durable_commits_total");
+    assert!(
+        after - before < 20,
+        "write-behind commits were fsynced: {before} -> {after}"
+    );
+    // Durable on a clean stop (the store flushes when it closes).
+    let dir = node.stop().await;
+    let node = Node::start_in(dir, &[behave_package()]).await;
+    let obj = node.object("t.fast", "f").await;
+    assert_eq!(obj["data"], serde_json::json!({"n": 20}));
+    assert_eq!(obj["_meta"]["revision"], 21);
+    node.stop().await;
+}

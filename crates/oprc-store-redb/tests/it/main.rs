@@ -32,12 +32,10 @@ async fn committed_state_and_log_survive_reopen() {
         let mut r = ObjectRecord::new(cls.clone(), oid.clone(), serde_json::json!({"a": 1}));
         r.meta.revision = 1;
         store
-            .commit(WriteBatch {
-                writes: vec![Write::PutObject {
-                    record: r,
-                    expected_revision: None,
-                }],
-            })
+            .commit(WriteBatch::of(vec![Write::PutObject {
+                record: r,
+                expected_revision: None,
+            }]))
             .await
             .unwrap();
         store.append(PartitionId(3), "m", "x".into()).await.unwrap();
@@ -86,4 +84,43 @@ async fn write_behind_passes_conformance_and_flushes_on_close() {
         .map(|p| p.0)
         .collect();
     assert!(names.contains(&"kept".to_owned()), "{names:?}");
+}
+
+#[tokio::test]
+async fn write_behind_batches_are_acknowledged_before_the_fsync_and_flushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = Options::new(dir.path().join("wb2.redb"));
+    options.flush_interval = std::time::Duration::from_secs(3600);
+    let store = open_with(options.clone());
+    let cls = ClassKey::new("t.c").unwrap();
+    for i in 1..=10u64 {
+        let mut r = ObjectRecord::new(
+            cls.clone(),
+            ObjectId::new(format!("o{i}")).unwrap(),
+            serde_json::json!(i),
+        );
+        r.meta.revision = 1;
+        let mut batch = WriteBatch::of(vec![Write::PutObject {
+            record: r,
+            expected_revision: None,
+        }]);
+        batch.write_behind = true;
+        store.commit(batch).await.unwrap();
+    }
+    let stats = store.stats();
+    assert_eq!(stats.commits, 10);
+    assert_eq!(stats.durable_commits, 0, "nothing forced an fsync");
+    // A durable write in between makes everything before it durable too.
+    store.put_package("p", "name: p").await.unwrap();
+    assert_eq!(store.stats().durable_commits, 1);
+    let closed = store.closed();
+    drop(store);
+    closed.await;
+    let store = open_with(options);
+    let page = store.list_objects(&cls, None, 100).await.unwrap();
+    assert_eq!(page.objects.len(), 10);
+}
+
+fn open_with(options: Options) -> Store {
+    Store::open(options).unwrap()
 }
