@@ -95,6 +95,7 @@ async fn run_mutating(
             prepared,
             reply,
             doing,
+            generation: 0,
         };
         return state.submit(shared, pending);
     }

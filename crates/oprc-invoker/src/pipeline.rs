@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use oprc_core::{InvocationRequest, InvocationResponse, ObjectRecord};
 use oprc_store::{Write, WriteBatch};
@@ -47,11 +47,13 @@ pub(crate) enum Current {
 }
 
 /// The state an inbox worker keeps between jobs.
-#[derive(Default)]
 pub(crate) struct WorkerState {
     pub current: Current,
     /// More jobs are queued behind the one running.
     pub contended: bool,
+    /// Bumped each time the worker reloads after a failed commit: calls
+    /// computed before a reload (on the failed state) carry an older one.
+    generation: u64,
     pump: Option<Pump>,
 }
 
@@ -67,6 +69,8 @@ struct PumpCounters {
     idle: Notify,
     /// A commit failed: the worker's state is not what the store has.
     poisoned: AtomicBool,
+    /// Calls of this generation or older built on a failed commit.
+    failed_generation: AtomicU64,
 }
 
 /// A call computed and waiting for its commit.
@@ -76,6 +80,20 @@ pub(crate) struct Pending {
     pub reply: Reply,
     /// An async call is shown as running until it is answered.
     pub doing: Option<crate::invoker::Doing>,
+    /// Set by [`WorkerState::submit`].
+    pub generation: u64,
+}
+
+impl Default for WorkerState {
+    fn default() -> Self {
+        Self {
+            current: Current::Unknown,
+            contended: false,
+            // Generation 0 means "no failure yet" in `failed_generation`.
+            generation: 1,
+            pump: None,
+        }
+    }
 }
 
 impl WorkerState {
@@ -98,12 +116,14 @@ impl WorkerState {
             && p.counters.poisoned.swap(false, Ordering::SeqCst)
         {
             self.current = Current::Unknown;
+            self.generation += 1;
         }
     }
 
     /// Hands a computed call to the pump, which commits it after every
     /// call submitted before it.
-    pub fn submit(&mut self, shared: &Arc<Shared>, pending: Pending) {
+    pub fn submit(&mut self, shared: &Arc<Shared>, mut pending: Pending) {
+        pending.generation = self.generation;
         let pump = self.pump.get_or_insert_with(|| {
             // Unbounded: it holds at most the calls of this object's inbox,
             // which its callers bound.
@@ -149,6 +169,22 @@ async fn run(
         while let Ok(p) = rx.try_recv() {
             group.push(p);
         }
+        // Calls computed on the state of a failed commit fail too, even
+        // those that write nothing: their answers came from that state.
+        let failed_generation = counters.failed_generation.load(Ordering::SeqCst);
+        let (doomed, mut group): (Vec<Pending>, Vec<Pending>) = group
+            .into_iter()
+            .partition(|p| p.generation <= failed_generation && failed_generation > 0);
+        answer(&shared, doomed, &counters, |_| {
+            Err(oprc_store::Error::conflict(
+                "an earlier call on this object failed to commit",
+            ))
+        })
+        .await;
+        if group.is_empty() {
+            continue;
+        }
+        let newest = group.iter().map(|p| p.generation).max().unwrap_or(0);
         let batch = merge(
             group
                 .iter_mut()
@@ -167,15 +203,12 @@ async fn run(
         })
         .await;
         if failed.is_some() {
+            // Everything computed so far built on the failed state; the
+            // worker reloads and computes later calls in a new generation.
+            counters
+                .failed_generation
+                .fetch_max(newest.max(1), Ordering::SeqCst);
             counters.poisoned.store(true, Ordering::SeqCst);
-            // Whatever queued meanwhile built on the failed state.
-            let doomed: Vec<Pending> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
-            answer(&shared, doomed, &counters, |_| {
-                Err(oprc_store::Error::conflict(
-                    "an earlier call on this object failed to commit",
-                ))
-            })
-            .await;
         }
     }
 }
