@@ -54,13 +54,13 @@ impl ObjectCache {
         self.shard(key).lock().get(key).cloned()
     }
 
-    fn entry(obj: Option<ObjectRecord>) -> Slot {
-        obj.map_or(Slot::Gone, |o| Slot::Live(Arc::new(o)))
+    fn entry(obj: Option<Arc<ObjectRecord>>) -> Slot {
+        obj.map_or(Slot::Gone, Slot::Live)
     }
 
     /// Read path: remembers what the store said, unless a writer got there
     /// first.
-    pub fn fill(&self, key: ObjectKey, obj: Option<ObjectRecord>) {
+    pub fn fill(&self, key: ObjectKey, obj: Option<Arc<ObjectRecord>>) {
         if self.per_shard == 0 {
             return;
         }
@@ -73,7 +73,7 @@ impl ObjectCache {
     }
 
     /// Write path: the state just committed (`None`: deleted).
-    pub fn set(&self, key: ObjectKey, obj: Option<ObjectRecord>) {
+    pub fn set(&self, key: ObjectKey, obj: Option<Arc<ObjectRecord>>) {
         if self.per_shard == 0 {
             return;
         }
@@ -128,12 +128,12 @@ mod tests {
     #[test]
     fn a_late_reader_never_overwrites_a_writer() {
         let cache = ObjectCache::new(100);
-        cache.set(key(0), Some(obj(2)));
-        cache.fill(key(0), Some(obj(1)));
+        cache.set(key(0), Some(Arc::new(obj(2))));
+        cache.fill(key(0), Some(Arc::new(obj(1))));
         assert_eq!(revision(cache.get(&key(0))), Some(2));
         // A delete is remembered, so a stale read cannot resurrect it.
         cache.set(key(0), None);
-        cache.fill(key(0), Some(obj(2)));
+        cache.fill(key(0), Some(Arc::new(obj(2))));
         assert!(matches!(cache.get(&key(0)), Some(Slot::Gone)));
         cache.forget(&key(0));
         assert!(cache.get(&key(0)).is_none());
@@ -143,12 +143,12 @@ mod tests {
     fn capacity_is_bounded() {
         let cache = ObjectCache::new(SHARDS * 2);
         for i in 0..1000 {
-            cache.fill(key(i), Some(obj(1)));
+            cache.fill(key(i), Some(Arc::new(obj(1))));
         }
         let total: usize = cache.shards.iter().map(|s| s.lock().len()).sum();
         assert!(total <= SHARDS * 2, "{total}");
         let off = ObjectCache::new(0);
-        off.set(key(1), Some(obj(1)));
+        off.set(key(1), Some(Arc::new(obj(1))));
         assert!(off.get(&key(1)).is_none());
     }
 }

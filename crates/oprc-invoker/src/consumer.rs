@@ -196,12 +196,11 @@ fn dispatch(
                         },
                         None => None,
                     };
-                    let step = exec::run(&shared, &plan, &req, main.as_ref()).await;
-                    let (resp, _) = exec::finish(
+                    let resp = exec::run_direct(
                         &shared,
+                        &plan,
                         &req,
-                        main.as_ref(),
-                        step,
+                        main.as_deref(),
                         Some(offset),
                         true,
                         que_ts,

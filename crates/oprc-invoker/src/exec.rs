@@ -1,6 +1,7 @@
 //! Running one checked call against a known state, then committing what it
 //! did (all or nothing, G2).
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use oprc_core::{
@@ -229,8 +230,9 @@ impl CacheAfter {
 pub(crate) enum CacheAfter {
     /// Keep what was cached.
     Keep,
-    /// The new committed state (`None`: the object is gone).
-    Set(Option<ObjectRecord>),
+    /// The new committed state (`None`: the object is gone), shared with
+    /// the hot-object cache.
+    Set(Option<Arc<ObjectRecord>>),
     /// Unknown: reload from the store next time.
     Invalidate,
 }
@@ -243,7 +245,7 @@ pub(crate) struct Prepared {
     /// The object's state once the batch is committed.
     pub cache: CacheAfter,
     /// What the hot-object cache learns once the batch is committed.
-    committed: Vec<(ObjectKey, Option<ObjectRecord>)>,
+    committed: Vec<(ObjectKey, Option<Arc<ObjectRecord>>)>,
     writes_main: bool,
     record: bool,
 }
@@ -266,7 +268,7 @@ pub(crate) fn prepare(
     let mut batch = WriteBatch::new();
     let mut cache = CacheAfter::Keep;
     let mut writes_main = false;
-    let mut committed: Vec<(ObjectKey, Option<ObjectRecord>)> = Vec::new();
+    let mut committed: Vec<(ObjectKey, Option<Arc<ObjectRecord>>)> = Vec::new();
     if step.status == InvocationStatus::Succeeded {
         match step.main {
             MainChange::Keep => response.main = main.cloned(),
@@ -279,12 +281,13 @@ pub(crate) fn prepare(
                     record: next.clone(),
                 });
                 writes_main = true;
-                committed.push((
-                    (next.meta.cls.clone(), next.meta.id.clone()),
-                    Some(next.clone()),
-                ));
-                cache = CacheAfter::Set(Some(next.clone()));
-                response.main = Some(next);
+                // One copy for the store, one for the answer; the cache and
+                // the inbox worker share this one.
+                let key = (next.meta.cls.clone(), next.meta.id.clone());
+                response.main = Some(next.clone());
+                let next = Arc::new(next);
+                committed.push((key, Some(next.clone())));
+                cache = CacheAfter::Set(Some(next));
             }
             MainChange::Delete => {
                 if let Some(m) = main {
@@ -300,15 +303,15 @@ pub(crate) fn prepare(
             }
         }
         if let Some(out) = step.output {
-            committed.push((
-                (out.meta.cls.clone(), out.meta.id.clone()),
-                Some(out.clone()),
-            ));
             batch.push(Write::PutObject {
                 record: out.clone(),
                 expected_revision: None,
             });
-            response.output = Some(out);
+            response.output = Some(out.clone());
+            committed.push((
+                (out.meta.cls.clone(), out.meta.id.clone()),
+                Some(Arc::new(out)),
+            ));
         }
     }
     response.stats = Some(InvocationStats {
@@ -341,22 +344,20 @@ pub(crate) fn prepare(
     }
 }
 
-/// Commits a step and answers (see [`prepare`] and [`conclude`]).
-pub(crate) async fn finish(
+/// Runs a call that needs no inbox (class-level, or not mutating) and
+/// commits what it did.
+pub(crate) async fn run_direct(
     shared: &Shared,
+    plan: &Plan,
     req: &InvocationRequest,
     main: Option<&ObjectRecord>,
-    step: Step,
     offset: Option<u64>,
     record: bool,
     que_ts: i64,
-) -> (InvocationResponse, CacheAfter) {
-    commit(
-        shared,
-        req,
-        prepare(shared, req, main, step, offset, record, que_ts),
-    )
-    .await
+) -> InvocationResponse {
+    let step = run(shared, plan, req, main).await;
+    let prepared = prepare(shared, req, main, step, offset, record, que_ts);
+    commit(shared, req, prepared).await.0
 }
 
 /// Commits a prepared step and answers.

@@ -235,20 +235,12 @@ impl Handle {
         let que_ts = now_ms();
         let started = std::time::Instant::now();
         let resp = match (&req.oid, plan.mutating) {
-            (None, _) => {
-                let step = exec::run(&shared, &plan, &req, None).await;
-                exec::finish(&shared, &req, None, step, None, record, que_ts)
-                    .await
-                    .0
-            }
+            (None, _) => exec::run_direct(&shared, &plan, &req, None, None, record, que_ts).await,
             (Some(oid), false) => {
                 let main = load(&shared, &req.cls, oid)
                     .await?
                     .ok_or_else(|| not_found(&req.cls, oid))?;
-                let step = exec::run(&shared, &plan, &req, Some(&main)).await;
-                exec::finish(&shared, &req, Some(&main), step, None, record, que_ts)
-                    .await
-                    .0
+                exec::run_direct(&shared, &plan, &req, Some(&main), None, record, que_ts).await
             }
             (Some(oid), true) => {
                 let (tx, rx) = oneshot::channel();
@@ -367,6 +359,7 @@ impl Handle {
         self.check_class(cls)?;
         load(&self.shared, cls, oid)
             .await?
+            .map(Arc::unwrap_or_clone)
             .ok_or_else(|| not_found(cls, oid))
     }
 
@@ -394,14 +387,14 @@ pub(crate) async fn load(
     shared: &Shared,
     cls: &ClassKey,
     oid: &ObjectId,
-) -> Result<Option<ObjectRecord>, oprc_store::Error> {
+) -> Result<Option<Arc<ObjectRecord>>, oprc_store::Error> {
     let key = (cls.clone(), oid.clone());
     match shared.cache.get(&key) {
-        Some(Slot::Live(obj)) => return Ok(Some((*obj).clone())),
+        Some(Slot::Live(obj)) => return Ok(Some(obj)),
         Some(Slot::Gone) => return Ok(None),
         None => {}
     }
-    let obj = shared.state.get_object(cls, oid).await?;
+    let obj = shared.state.get_object(cls, oid).await?.map(Arc::new);
     shared.cache.fill(key, obj.clone());
     Ok(obj)
 }

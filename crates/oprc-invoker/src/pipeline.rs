@@ -43,7 +43,7 @@ pub(crate) enum Current {
     /// It does not exist (or a call in flight deletes it).
     Gone,
     /// As committed, or as computed by a call whose commit is in flight.
-    Live(ObjectRecord),
+    Live(Arc<ObjectRecord>),
 }
 
 /// The state an inbox worker keeps between jobs.
