@@ -192,6 +192,22 @@ mod tests {
         (ClassKey::new("t.c").unwrap(), ObjectId::new("o").unwrap())
     }
 
+    /// Runs `job` inline in a task of its own; returns once it owns the inbox.
+    async fn start_inline(
+        inboxes: &Arc<Inboxes>,
+        tracker: &TaskTracker,
+        job: Job,
+    ) -> tokio::task::JoinHandle<()> {
+        let inline = tokio::spawn({
+            let (inboxes, tracker) = (inboxes.clone(), tracker.clone());
+            async move { inboxes.run(&tracker, key(), job).await }
+        });
+        while inboxes.busy() == 0 {
+            tokio::task::yield_now().await;
+        }
+        inline
+    }
+
     fn record(log: &Arc<Mutex<Vec<usize>>>, i: usize) -> Job {
         let log = log.clone();
         Box::new(move |_: &mut Cached| {
@@ -252,13 +268,7 @@ mod tests {
                 })
             })
         };
-        let inline = tokio::spawn({
-            let (inboxes, tracker) = (inboxes.clone(), tracker.clone());
-            async move { inboxes.run(&tracker, key(), first).await }
-        });
-        while inboxes.busy() == 0 {
-            tokio::task::yield_now().await;
-        }
+        let inline = start_inline(&inboxes, &tracker, first).await;
         for i in 1..=50 {
             inboxes.enqueue(&tracker, key(), record(&log, i));
         }
@@ -334,13 +344,7 @@ mod tests {
         let tracker = TaskTracker::new();
         let log = Arc::new(Mutex::new(Vec::new()));
         let stuck: Job = Box::new(|_: &mut Cached| Box::pin(std::future::pending::<()>()));
-        let inline = tokio::spawn({
-            let (inboxes, tracker) = (inboxes.clone(), tracker.clone());
-            async move { inboxes.run(&tracker, key(), stuck).await }
-        });
-        while inboxes.busy() == 0 {
-            tokio::task::yield_now().await;
-        }
+        let inline = start_inline(&inboxes, &tracker, stuck).await;
         for i in 1..=3 {
             inboxes.enqueue(&tracker, key(), record(&log, i));
         }

@@ -51,16 +51,7 @@ async fn rust_sdk_counter_keeps_every_increment() {
         clients.spawn(async move {
             let mut last = 0;
             for _ in 0..50 {
-                let v: serde_json::Value = http
-                    .post(format!(
-                        "{url}/api/classes/crs.counter/objects/c/invokes/increment"
-                    ))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let v = call(&http, &url, "increment").await;
                 assert_eq!(v["status"], "SUCCEEDED", "{v}");
                 let n = v["body"]["count"].as_i64().unwrap();
                 assert!(n > last, "this client's calls apply in order");
@@ -71,17 +62,21 @@ async fn rust_sdk_counter_keeps_every_increment() {
     while let Some(r) = clients.join_next().await {
         r.unwrap();
     }
-    let v: serde_json::Value = http
-        .get(format!(
-            "{url}/api/classes/crs.counter/objects/c/invokes/count"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = call(&http, &url, "count").await;
     assert_eq!(v["body"]["count"], 1600, "{v}");
     stop.send(()).unwrap();
     node.await.unwrap().unwrap();
+}
+
+/// Calls a function of the counter `c`; answers the invocation JSON.
+async fn call(http: &reqwest::Client, url: &str, fb: &str) -> serde_json::Value {
+    http.post(format!(
+        "{url}/api/classes/crs.counter/objects/c/invokes/{fb}"
+    ))
+    .send()
+    .await
+    .expect("request")
+    .json()
+    .await
+    .expect("JSON answer")
 }

@@ -146,6 +146,19 @@ impl Node {
         (status, value)
     }
 
+    /// POSTs an empty body with one extra header; answers the JSON body.
+    pub async fn post_with(&self, path: &str, header: (&str, &str)) -> Value {
+        self.client
+            .post(format!("{}{}", self.url, path))
+            .header(header.0, header.1)
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("JSON answer")
+    }
+
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.request(reqwest::Method::GET, path, None).await
     }

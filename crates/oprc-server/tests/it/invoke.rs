@@ -189,16 +189,13 @@ async fn async_call_is_queued_then_applied_and_idempotency_key_repeats_the_first
 
     // The same key twice: one effect, the first answer.
     let key_call = || {
-        node.client
-            .post(format!(
-                "{}/api/classes/t.thing/objects/o/invokes/inc",
-                node.url
-            ))
-            .header("Idempotency-Key", "k-1")
-            .send()
+        node.post_with(
+            "/api/classes/t.thing/objects/o/invokes/inc",
+            ("Idempotency-Key", "k-1"),
+        )
     };
-    let first: serde_json::Value = key_call().await.unwrap().json().await.unwrap();
-    let second: serde_json::Value = key_call().await.unwrap().json().await.unwrap();
+    let first = key_call().await;
+    let second = key_call().await;
     assert_eq!(first["invId"], second["invId"]);
     assert_eq!(first["body"], json!({"count": 2}));
     assert_eq!(node.object("t.thing", "o").await["data"]["count"], 2);
@@ -237,19 +234,16 @@ async fn async_repeats_of_an_idempotency_key_enqueue_once() {
     let node = Node::start(&[behave_package()]).await;
     node.new_object("t.thing", r#"{"id": "o"}"#).await;
     let submit = || {
-        node.client
-            .post(format!(
-                "{}/api/classes/t.thing/objects/o/invokes/inc?_async=true",
-                node.url
-            ))
-            .header("Idempotency-Key", "once")
-            .send()
+        node.post_with(
+            "/api/classes/t.thing/objects/o/invokes/inc?_async=true",
+            ("Idempotency-Key", "once"),
+        )
     };
-    let first: serde_json::Value = submit().await.unwrap().json().await.unwrap();
-    let second: serde_json::Value = submit().await.unwrap().json().await.unwrap();
+    let first = submit().await;
+    let second = submit().await;
     assert_eq!(first["invId"], second["invId"], "{first} {second}");
     node.wait_invocation(first["invId"].as_str().unwrap()).await;
-    let third: serde_json::Value = submit().await.unwrap().json().await.unwrap();
+    let third = submit().await;
     assert_eq!(third["invId"], first["invId"]);
     assert_eq!(
         third["status"], "SUCCEEDED",
@@ -264,34 +258,20 @@ async fn traceparent_reaches_the_function() {
     let node = Node::start(&[behave_package()]).await;
     node.new_object("t.thing", r#"{"id": "o"}"#).await;
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let v: serde_json::Value = node
-        .client
-        .post(format!(
-            "{}/api/classes/t.thing/objects/o/invokes/echo",
-            node.url
-        ))
-        .header("traceparent", tp)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = node
+        .post_with(
+            "/api/classes/t.thing/objects/o/invokes/echo",
+            ("traceparent", tp),
+        )
+        .await;
     assert_eq!(v["body"]["traceparent"], tp, "{v}");
     // A malformed one is dropped, not passed on.
-    let v: serde_json::Value = node
-        .client
-        .post(format!(
-            "{}/api/classes/t.thing/objects/o/invokes/echo",
-            node.url
-        ))
-        .header("traceparent", "garbage")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = node
+        .post_with(
+            "/api/classes/t.thing/objects/o/invokes/echo",
+            ("traceparent", "garbage"),
+        )
+        .await;
     assert!(v["body"].get("traceparent").is_none(), "{v}");
     node.stop().await;
 }
