@@ -244,50 +244,43 @@ async fn concurrent_commits_are_isolated(s: Arc<dyn StateStore>) {
     }
 }
 
+async fn put_record(s: &dyn StateStore, r: InvocationRecord) {
+    s.commit(WriteBatch::of(vec![Write::PutInvocation(Box::new(r))]))
+        .await
+        .unwrap();
+}
+
 async fn invocation_records(s: &dyn StateStore) {
     let id = InvocationId::new("inv-1").unwrap();
-    let write = |r: InvocationRecord| WriteBatch::of(vec![Write::PutInvocation(Box::new(r))]);
-    s.commit(write(invocation(
-        "inv-1",
-        InvocationStatus::Queue,
-        Some("k1"),
-        1_000,
-    )))
-    .await
-    .unwrap();
+    put_record(
+        s,
+        invocation("inv-1", InvocationStatus::Queue, Some("k1"), 1_000),
+    )
+    .await;
     assert_eq!(
         s.find_idempotency_key("k1").await.unwrap(),
         Some(id.clone())
     );
-    s.commit(write(invocation(
-        "inv-1",
-        InvocationStatus::Succeeded,
-        Some("k1"),
-        1_000,
-    )))
-    .await
-    .unwrap();
+    put_record(
+        s,
+        invocation("inv-1", InvocationStatus::Succeeded, Some("k1"), 1_000),
+    )
+    .await;
     // A late non-terminal write does not hide the result.
-    s.commit(write(invocation(
-        "inv-1",
-        InvocationStatus::Queue,
-        Some("k1"),
-        1_000,
-    )))
-    .await
-    .unwrap();
+    put_record(
+        s,
+        invocation("inv-1", InvocationStatus::Queue, Some("k1"), 1_000),
+    )
+    .await;
     let got = s.get_invocation(&id).await.unwrap().unwrap();
     assert_eq!(got.response.status, InvocationStatus::Succeeded);
 
     // The first invocation keeps the key.
-    s.commit(write(invocation(
-        "inv-2",
-        InvocationStatus::Queue,
-        Some("k1"),
-        5_000,
-    )))
-    .await
-    .unwrap();
+    put_record(
+        s,
+        invocation("inv-2", InvocationStatus::Queue, Some("k1"), 5_000),
+    )
+    .await;
     assert_eq!(
         s.find_idempotency_key("k1").await.unwrap(),
         Some(id.clone())
