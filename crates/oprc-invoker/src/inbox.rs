@@ -50,41 +50,44 @@ impl Inboxes {
         &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 
-    /// Appends a job to the object's inbox, starting its worker if idle.
-    pub fn enqueue(self: &Arc<Self>, tracker: &TaskTracker, key: ObjectKey, job: Job) {
-        let mut map = self.shard(&key).lock();
-        let job = match map.get(&key) {
+    /// Queues `job` behind a running inbox, or, when the object has none,
+    /// opens one and hands the job back to the caller, who now owns it.
+    fn claim(&self, key: &ObjectKey, job: Job) -> Option<(mpsc::UnboundedReceiver<Job>, Job)> {
+        let mut map = self.shard(key).lock();
+        let job = match map.get(key) {
             Some(tx) => match tx.send(job) {
-                Ok(()) => return,
-                // The worker died (a panic in a job); start a new one.
+                Ok(()) => return None,
+                // The worker died (a panic in a job); open a new inbox.
                 Err(mpsc::error::SendError(job)) => job,
             },
             None => job,
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        // Cannot fail: `rx` is alive.
-        let _ = tx.send(job);
         map.insert(key.clone(), tx);
-        drop(map);
-        tracker.spawn(self.clone().work(key, rx));
+        Some((rx, job))
+    }
+
+    /// Appends a job to the object's inbox, starting its worker if idle.
+    pub fn enqueue(self: &Arc<Self>, tracker: &TaskTracker, key: ObjectKey, job: Job) {
+        if let Some((rx, job)) = self.claim(&key, job) {
+            let mut cached = Cached::default();
+            tracker.spawn({
+                let inboxes = self.clone();
+                async move {
+                    cached.contended = !rx.is_empty();
+                    job(&mut cached).await;
+                    inboxes.work_with(key, rx, cached).await;
+                }
+            });
+        }
     }
 
     /// Runs a job in the caller's task when the object's inbox is idle (no
     /// hop to another task), else queues it behind the jobs before it and
     /// returns at once. Either way the job runs alone and in order.
     pub async fn run(self: &Arc<Self>, tracker: &TaskTracker, key: ObjectKey, job: Job) {
-        let (rx, job) = {
-            let mut map = self.shard(&key).lock();
-            let job = match map.get(&key) {
-                Some(tx) => match tx.send(job) {
-                    Ok(()) => return,
-                    Err(mpsc::error::SendError(job)) => job,
-                },
-                None => job,
-            };
-            let (tx, rx) = mpsc::unbounded_channel();
-            map.insert(key.clone(), tx);
-            (rx, job)
+        let Some((rx, job)) = self.claim(&key, job) else {
+            return;
         };
         // This task owns the inbox now. Whatever happens to it (even being
         // dropped mid-job), the guard hands what has queued up to a worker.
@@ -96,10 +99,6 @@ impl Inboxes {
             cached: Cached::default(),
         };
         job(&mut owner.cached).await;
-    }
-
-    async fn work(self: Arc<Self>, key: ObjectKey, rx: mpsc::UnboundedReceiver<Job>) {
-        self.work_with(key, rx, Cached::default()).await;
     }
 
     async fn work_with(
