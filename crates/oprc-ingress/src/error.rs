@@ -120,6 +120,20 @@ impl From<oprc_invoker::Error> for ApiError {
     }
 }
 
+/// Package diagnostics as the API shows them: position, path, message, and
+/// the whole line as text.
+pub(crate) fn diagnostics_json(diagnostics: &[oprc_package::Diagnostic]) -> serde_json::Value {
+    diagnostics
+        .iter()
+        .map(|d| {
+            json!({
+                "line": d.line, "column": d.column, "path": d.path,
+                "message": d.message, "text": d.to_string(),
+            })
+        })
+        .collect()
+}
+
 impl From<oprc_registry::Error> for ApiError {
     fn from(e: oprc_registry::Error) -> Self {
         use oprc_registry::Error as E;
@@ -133,15 +147,7 @@ impl From<oprc_registry::Error> for ApiError {
                         if errors == 1 { "" } else { "s" }
                     ),
                 );
-                err.details = Some(json!(
-                    diagnostics
-                        .iter()
-                        .map(|d| json!({
-                            "line": d.line, "column": d.column, "path": d.path,
-                            "message": d.message, "text": d.to_string(),
-                        }))
-                        .collect::<Vec<_>>()
-                ));
+                err.details = Some(diagnostics_json(&diagnostics));
                 err
             }
             E::NotFound(name) => Self::not_found(format!("package `{name}` does not exist")),

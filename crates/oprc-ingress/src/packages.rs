@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, diagnostics_json};
 use crate::invoke::class_key;
 
 /// `offset`/`limit` of the catalogue listings.
@@ -32,7 +32,7 @@ pub(crate) struct Listing<T> {
     total: usize,
 }
 
-fn page<T: Clone>(
+fn page<T>(
     query: Result<Query<Page>, QueryRejection>,
     all: impl ExactSizeIterator<Item = T>,
 ) -> Result<Listing<T>, ApiError> {
@@ -63,11 +63,7 @@ pub(crate) async fn apply_package(
     } else {
         StatusCode::OK
     };
-    let warnings: Vec<_> = applied
-        .warnings
-        .iter()
-        .map(|d| json!({"line": d.line, "column": d.column, "path": d.path, "message": d.message, "text": d.to_string()}))
-        .collect();
+    let warnings = diagnostics_json(&applied.warnings);
     Ok((
         status,
         Json(json!({"package": applied.package, "warnings": warnings})),
@@ -80,8 +76,7 @@ pub(crate) async fn list_packages(
     query: Result<Query<Page>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let catalog = state.registry.catalog();
-    let all: Vec<_> = catalog.packages().collect();
-    Ok(Json(page(query, all.into_iter())?).into_response())
+    Ok(Json(page(query, catalog.packages())?).into_response())
 }
 
 pub(crate) async fn get_package(
@@ -108,8 +103,7 @@ pub(crate) async fn list_classes(
     query: Result<Query<Page>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let catalog = state.registry.catalog();
-    let all: Vec<_> = catalog.classes().collect();
-    Ok(Json(page(query, all.into_iter())?).into_response())
+    Ok(Json(page(query, catalog.classes())?).into_response())
 }
 
 pub(crate) async fn get_class(
@@ -144,11 +138,18 @@ pub(crate) async fn list_functions(
 ) -> Result<Response, ApiError> {
     let catalog = state.registry.catalog();
     let status = state.registry.deployments();
-    let all = catalog
-        .functions()
+    let listing = page(query, catalog.functions())?;
+    let items = listing
+        .items
+        .iter()
         .map(|f| with_deployment(f, &status))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(page(query, all.into_iter())?).into_response())
+    let listing = Listing {
+        items,
+        offset: listing.offset,
+        total: listing.total,
+    };
+    Ok(Json(listing).into_response())
 }
 
 pub(crate) async fn get_function(
