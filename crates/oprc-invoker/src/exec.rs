@@ -105,7 +105,7 @@ fn run_builtin(
             }
         }
         (Builtin::Get, Some(_)) => Ok(Step::ok(MainChange::Keep, None, None)),
-        (Builtin::Update, Some(m)) => builtin::updated(&plan.binding, m, body)
+        (Builtin::Update, Some(m)) => builtin::updated(plan.binding(), m, body)
             .map(|next| Step::ok(next.map_or(MainChange::Keep, MainChange::Put), None, None)),
         (Builtin::Delete, Some(_)) => Ok(Step::ok(MainChange::Delete, None, None)),
         (Builtin::Copy, Some(m)) => {
@@ -133,7 +133,7 @@ async fn run_task(
     main: Option<&ObjectRecord>,
     timeout: std::time::Duration,
 ) -> Step {
-    let output = plan.binding.output_cls.as_ref().map(|cls| {
+    let output = plan.binding().output_cls.as_ref().map(|cls| {
         // The output id is the invocation id: a re-run of the same
         // invocation (async replay) cannot create a second output object.
         let id = ObjectId::new(req.inv_id.as_str()).expect("invocation ids are valid object ids");
@@ -146,7 +146,7 @@ async fn run_task(
     let offload_ts = now_ms();
     let task = apply::build_task(&TaskInput {
         inv_id: req.inv_id.as_str(),
-        binding: &plan.binding,
+        binding: plan.binding(),
         args: &req.args,
         body: req.body.as_ref(),
         main,
@@ -165,7 +165,7 @@ async fn run_task(
     let answer = shared
         .engine
         .invoke(
-            &plan.binding.function,
+            &plan.binding().function,
             bytes.into(),
             timeout,
             &trace_headers(req),
@@ -176,7 +176,7 @@ async fn run_task(
         Ok(bytes) => match Completion::parse(&bytes) {
             Err(e) => Step::failed(failure(codes::BAD_COMPLETION, e.to_string())),
             Ok(completion) => {
-                match apply::apply_completion(&plan.binding, main, output, completion) {
+                match apply::apply_completion(plan.binding(), main, output, completion) {
                     Outcome::Failed(e) => Step::failed(e),
                     Outcome::Commit { main, output, body } => {
                         Step::ok(main.map_or(MainChange::Keep, MainChange::Put), output, body)

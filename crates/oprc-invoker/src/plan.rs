@@ -2,10 +2,11 @@
 //! caller may call it (G7), whether it needs a main object, and whether it
 //! mutates (and so must go through the object's inbox).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use oprc_core::{ClassKey, InvocationRequest};
-use oprc_package::{Access, Catalog, FunctionType, ResolvedBinding};
+use oprc_package::{Access, Catalog, FunctionType, ResolvedBinding, ResolvedClass};
 
 use crate::Error;
 use crate::builtin::Builtin;
@@ -29,10 +30,22 @@ pub(crate) enum Action {
 /// A checked call.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
-    pub binding: ResolvedBinding,
+    /// The class as resolved when the call was checked (shared, not copied).
+    class: Arc<ResolvedClass>,
+    fb: String,
     pub action: Action,
     /// Runs one at a time per object, in the object's inbox.
     pub mutating: bool,
+}
+
+impl Plan {
+    /// The binding being called.
+    pub fn binding(&self) -> &ResolvedBinding {
+        self.class
+            .bindings
+            .get(&self.fb)
+            .expect("plan() found this binding in this class")
+    }
 }
 
 /// Whether `caller` may call `binding` of class `cls` (G7).
@@ -68,7 +81,7 @@ pub(crate) fn plan(
     caller: &Caller,
 ) -> Result<Plan, Error> {
     let class = catalog
-        .class(&req.cls)
+        .class_shared(&req.cls)
         .ok_or_else(|| Error::ClassNotFound(req.cls.to_string()))?;
     let binding = class
         .bindings
@@ -115,7 +128,8 @@ pub(crate) fn plan(
             req.fb, req.cls, req.fb
         ))),
         _ => Ok(Plan {
-            binding: binding.clone(),
+            fb: req.fb.clone(),
+            class: class.clone(),
             action,
             mutating,
         }),

@@ -264,6 +264,11 @@ impl Catalog {
         self.0.classes.get(key).map(Arc::as_ref)
     }
 
+    /// The class as a shared handle that outlives this catalog snapshot.
+    pub fn class_shared(&self, key: &ClassKey) -> Option<Arc<ResolvedClass>> {
+        self.0.classes.get(key).cloned()
+    }
+
     pub fn function(&self, key: &FunctionKey) -> Option<&ResolvedFunction> {
         self.0.functions.get(key).map(Arc::as_ref)
     }
