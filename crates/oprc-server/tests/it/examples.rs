@@ -58,6 +58,22 @@ async fn derived_class_dispatches_to_its_override() {
     let node = Node::start(&[example("examples/inheritance/package.yaml")]).await;
     let (s, class) = node.get("/api/classes/inheritance.dog").await;
     assert_eq!(s, StatusCode::OK, "{class}");
+    // The resolved view marks what is inherited and what is overridden.
+    let bindings = &class["bindings"];
+    assert_eq!(
+        bindings["describe"]["inheritedFrom"], "inheritance.animal",
+        "{class}"
+    );
+    assert!(
+        bindings["speak"]
+            .get("inheritedFrom")
+            .is_none_or(|v| v.is_null()),
+        "{class}"
+    );
+    assert_eq!(
+        bindings["speak"]["function"], "inheritance.dog-speak",
+        "{class}"
+    );
     let dog = node.new_object("inheritance.dog", r#"{"id": "rex"}"#).await;
     let animal = node
         .new_object("inheritance.animal", r#"{"id": "generic"}"#)
