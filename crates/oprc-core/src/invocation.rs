@@ -30,6 +30,34 @@ impl InvocationStatus {
     }
 }
 
+/// Who is calling: decides what a call may reach (G7). Carried with the call
+/// through the async log, so a replay is checked as its original caller.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Caller {
+    /// A client through the public API.
+    #[default]
+    External,
+    /// A task function of class `cls`, calling through the node.
+    Function { cls: ClassKey },
+    /// A step of the macro binding `fb` of class `cls`.
+    Macro { cls: ClassKey, fb: String },
+}
+
+impl Caller {
+    pub fn is_external(&self) -> bool {
+        matches!(self, Self::External)
+    }
+
+    /// The class acting, for a caller inside the platform.
+    pub fn class(&self) -> Option<&ClassKey> {
+        match self {
+            Self::External => None,
+            Self::Function { cls } | Self::Macro { cls, .. } => Some(cls),
+        }
+    }
+}
+
 /// One call of a binding: what the ingress hands to the invoker, and what the
 /// async log carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +85,40 @@ pub struct InvocationRequest {
     /// The caller's W3C `traceparent`, passed on to the function.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// Who called (external when absent).
+    #[serde(default, skip_serializing_if = "Caller::is_external")]
+    pub caller: Caller,
+}
+
+impl InvocationRequest {
+    /// A call of binding `fb` of class `cls` (on object `oid`, or at class
+    /// level) by an external caller, with a fresh invocation id and no
+    /// arguments, body or headers.
+    pub fn new(cls: ClassKey, oid: Option<ObjectId>, fb: impl Into<String>) -> Self {
+        Self {
+            inv_id: InvocationId::generate(),
+            cls,
+            oid,
+            fb: fb.into(),
+            args: BTreeMap::new(),
+            body: None,
+            idempotency_key: None,
+            accepted_at: None,
+            traceparent: None,
+            caller: Caller::External,
+        }
+    }
+
+    /// Whether `other` asks for the same thing: same class, object,
+    /// binding, arguments and body (object keys in any order). An
+    /// idempotency key may only be repeated for the same request.
+    pub fn same_call(&self, other: &Self) -> bool {
+        self.cls == other.cls
+            && self.oid == other.oid
+            && self.fb == other.fb
+            && self.args == other.args
+            && self.body == other.body
+    }
 }
 
 /// Timing of an invocation, milliseconds since the Unix epoch.
@@ -127,6 +189,34 @@ pub struct InvocationRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_call_ignores_key_order_and_ids() {
+        let cls = ClassKey::new("p.c").unwrap();
+        let mut a = InvocationRequest::new(cls.clone(), None, "f");
+        a.body = Some(serde_json::json!({"x": 1, "y": [1, 2]}));
+        let mut b = InvocationRequest::new(cls, None, "f");
+        b.body = serde_json::from_str(r#"{"y": [1, 2], "x": 1}"#).ok();
+        assert_ne!(a.inv_id, b.inv_id);
+        assert!(a.same_call(&b));
+        b.args.insert("n".into(), "1".into());
+        assert!(!a.same_call(&b));
+    }
+
+    #[test]
+    fn caller_round_trips_and_defaults_to_external() {
+        let cls = ClassKey::new("p.c").unwrap();
+        let mut r = InvocationRequest::new(cls.clone(), None, "f");
+        let v = serde_json::to_value(&r).unwrap();
+        assert!(v.get("caller").is_none());
+        r.caller = Caller::Macro {
+            cls,
+            fb: "m".into(),
+        };
+        let back: InvocationRequest =
+            serde_json::from_value(serde_json::to_value(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+    }
 
     #[test]
     fn status_uses_oparaca_names() {

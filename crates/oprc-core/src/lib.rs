@@ -12,8 +12,8 @@ mod task;
 
 pub use id::{ClassKey, FunctionKey, IdError, InvocationId, ObjectId, PartitionId};
 pub use invocation::{
-    InvocationError, InvocationRecord, InvocationRequest, InvocationResponse, InvocationStats,
-    InvocationStatus,
+    Caller, InvocationError, InvocationRecord, InvocationRequest, InvocationResponse,
+    InvocationStats, InvocationStatus,
 };
 pub use object::{ObjectMeta, ObjectRecord};
 pub use task::{Completion, CompletionError, ObjectUpdate, Task};
