@@ -3,47 +3,159 @@
 //! Callers send [`Op`]s over a channel and await a oneshot answer. The
 //! thread takes the first op, drains whatever else is already queued (up to
 //! `max_batch`), applies all of them in one write transaction and commits
-//! once. Each op's precondition is checked on its own, so one conflicting
-//! batch fails alone; a failed commit fails every op of that group.
+//! once, with one fsync when any op of the group needs it
+//! ([`Op::needs_sync`]); then it answers every caller. A failed commit fails
+//! every op of that group.
+//!
+//! Batch isolation (G2). Each op is applied in two phases (`apply.rs`): a
+//! check phase reads, validates and encodes everything the op can fail on
+//! (preconditions, the records it replaces) and writes nothing; a write
+//! phase then only inserts and removes. A failed check is that op's own
+//! answer and leaves the shared transaction as it was, so the other ops
+//! commit. A failed write (a storage error: the transaction now holds part
+//! of the op) aborts the group's transaction, answers that op with its
+//! error, and re-runs the group without it; an `Unavailable` error (the
+//! disk) fails the whole group at once, as nothing else would succeed.
+//!
+//! Why this and not the alternatives: redb's savepoints can only be taken
+//! before a transaction opens its first table, so they cannot mark the
+//! start of each batch inside a shared transaction; re-running the group on
+//! every failure would make one conflicting caller cost the whole group a
+//! second pass (a conflict is an ordinary answer, a write-phase error is
+//! practically never seen). Validating first keeps the common path at one
+//! pass, and the re-run makes the guarantee hold for the errors a check
+//! cannot foresee.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
-use oprc_core::{InvocationRecord, PartitionId};
-use oprc_store::{Appended, Error, ErrorKind, Result, Write, WriteBatch};
-use redb::{Database, Durability, ReadableTable, WriteTransaction};
+use oprc_core::PartitionId;
+use oprc_store::{Appended, Durability, Error, ErrorKind, Layout, Result, WriteBatch};
+use redb::Database;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::db::{
-    self, DEDUP, DEDUP_BY_TS, IDEMPOTENCY, INV_EXPIRY, INVOCATIONS, LOG, LOG_POSITIONS, OBJECTS,
-    PACKAGES, internal, object_key,
-};
+use crate::apply;
+use crate::error::{copy, storage};
 
 pub(crate) enum Op {
-    Commit(WriteBatch, oneshot::Sender<Result<()>>),
+    Commit(WriteBatch, Reply<()>),
     Append {
         partition: PartitionId,
         dedup_id: String,
         payload: Bytes,
         now_ms: i64,
-        reply: oneshot::Sender<Result<Appended>>,
+        reply: Reply<Appended>,
     },
     CommitPosition {
         partition: PartitionId,
         offset: u64,
         now_ms: i64,
-        reply: oneshot::Sender<Result<()>>,
+        reply: Reply<()>,
     },
-    PutPackage(String, String, oneshot::Sender<Result<()>>),
-    DeletePackage(String, oneshot::Sender<Result<bool>>),
-    Purge(i64, oneshot::Sender<Result<u64>>),
-    /// Makes the next commit durable (write-behind mode).
+    PutPackage {
+        name: String,
+        source: String,
+        reply: Reply<()>,
+    },
+    DeletePackage {
+        name: String,
+        reply: Reply<bool>,
+    },
+    Purge {
+        now_ms: i64,
+        max: usize,
+        reply: Reply<u64>,
+    },
+    Layout {
+        proposed: Layout,
+        reply: Reply<Layout>,
+    },
+    /// Makes the group durable (write-behind mode).
     Flush,
+    /// Writes a package named `name`, then fails as a storage error would:
+    /// the only way to reach the write-phase failure path on purpose.
+    #[cfg(test)]
+    FailAfterWrite {
+        name: String,
+        reply: Reply<()>,
+    },
 }
 
-/// Called after each successful commit with the partitions that got new
-/// entries, so waiting readers wake up.
+/// Where an op's answer goes, and the answer of its current attempt.
+pub(crate) struct Reply<T> {
+    tx: oneshot::Sender<Result<T>>,
+    /// The op's outcome in this attempt of its group; sent only once the
+    /// group has committed.
+    result: Option<Result<T>>,
+}
+
+impl<T> Reply<T> {
+    pub(crate) fn new() -> (Self, oneshot::Receiver<Result<T>>) {
+        let (tx, rx) = oneshot::channel();
+        (Self { tx, result: None }, rx)
+    }
+
+    pub(crate) fn set(&mut self, result: Result<T>) {
+        self.result = Some(result);
+    }
+
+    /// Answers with the op's own outcome if its group committed, else with
+    /// the group's error.
+    fn send(self, group: Result<(), &Error>) {
+        let result = match group {
+            Ok(()) => self
+                .result
+                .unwrap_or_else(|| Err(Error::internal("the write was not applied"))),
+            Err(e) => Err(copy(e)),
+        };
+        // A caller that gave up waiting dropped its receiver; nothing to do.
+        let _ = self.tx.send(result);
+    }
+}
+
+impl Op {
+    /// Whether the group this op is in must be durable before anyone is
+    /// answered. `sync`: the store's own mode (false: write-behind).
+    pub(crate) fn needs_sync(&self, sync: bool) -> bool {
+        match self {
+            Op::Commit(batch, _) => match batch.durability {
+                Durability::Required => true,
+                Durability::Default => sync,
+                Durability::Deferred => false,
+            },
+            // A 202 promises a durable enqueue; packages and the layout are
+            // rare admin writes; a flush is what it asks for.
+            Op::Append { .. }
+            | Op::PutPackage { .. }
+            | Op::DeletePackage { .. }
+            | Op::Layout { .. }
+            | Op::Flush => true,
+            // Losing these in a crash only repeats them.
+            Op::CommitPosition { .. } | Op::Purge { .. } => sync,
+            #[cfg(test)]
+            Op::FailAfterWrite { .. } => sync,
+        }
+    }
+
+    fn send(self, group: Result<(), &Error>) {
+        match self {
+            Op::Commit(_, reply) => reply.send(group),
+            Op::Append { reply, .. } => reply.send(group),
+            Op::CommitPosition { reply, .. } => reply.send(group),
+            Op::PutPackage { reply, .. } => reply.send(group),
+            Op::DeletePackage { reply, .. } => reply.send(group),
+            Op::Purge { reply, .. } => reply.send(group),
+            Op::Layout { reply, .. } => reply.send(group),
+            Op::Flush => {}
+            #[cfg(test)]
+            Op::FailAfterWrite { reply, .. } => reply.send(group),
+        }
+    }
+}
+
+/// Called after each successful commit for each new log entry, so waiting
+/// readers wake up.
 pub(crate) type OnAppend = Arc<dyn Fn(PartitionId, u64) + Send + Sync>;
 
 pub(crate) struct Writer {
@@ -69,42 +181,12 @@ pub(crate) struct Counters {
     pub durable_commits: AtomicU64,
 }
 
-impl Op {
-    /// Whether the group this op is in must be durable before anyone is
-    /// answered. `sync`: the store's own mode (false: write-behind for all).
-    fn needs_durability(&self, sync: bool) -> bool {
-        match self {
-            Op::Flush => true,
-            Op::Commit(batch, _) => sync && !batch.write_behind,
-            _ => sync,
-        }
-    }
-}
-
-/// A reply to send once the group's commit outcome is known.
-enum Pending {
-    Unit(oneshot::Sender<Result<()>>, Result<()>),
-    Appended(oneshot::Sender<Result<Appended>>, Result<Appended>),
-    Bool(oneshot::Sender<Result<bool>>, Result<bool>),
-    Count(oneshot::Sender<Result<u64>>, Result<u64>),
-    None,
-}
-
-impl Pending {
-    fn send(self, commit: &Result<(), String>) {
-        // A caller that gave up waiting dropped its receiver; nothing to do.
-        match (self, commit) {
-            (Pending::Unit(tx, r), Ok(())) => drop(tx.send(r)),
-            (Pending::Appended(tx, r), Ok(())) => drop(tx.send(r)),
-            (Pending::Bool(tx, r), Ok(())) => drop(tx.send(r)),
-            (Pending::Count(tx, r), Ok(())) => drop(tx.send(r)),
-            (Pending::Unit(tx, _), Err(e)) => drop(tx.send(Err(internal(e)))),
-            (Pending::Appended(tx, _), Err(e)) => drop(tx.send(Err(internal(e)))),
-            (Pending::Bool(tx, _), Err(e)) => drop(tx.send(Err(internal(e)))),
-            (Pending::Count(tx, _), Err(e)) => drop(tx.send(Err(internal(e)))),
-            (Pending::None, _) => {}
-        }
-    }
+/// Why an attempt at a group did not commit.
+enum Abort {
+    /// Op `i` failed after its first write; the others may still commit.
+    Op(usize, Error),
+    /// Nothing of the group can commit.
+    Group(Error),
 }
 
 impl Writer {
@@ -128,308 +210,99 @@ impl Writer {
         }
     }
 
-    fn apply_group(&self, ops: &mut Vec<Op>) {
-        let mut pending = Vec::with_capacity(ops.len());
-        let mut appended: Vec<(PartitionId, u64)> = Vec::new();
-        let durable = ops.iter().any(|op| op.needs_durability(self.sync));
-        let outcome = (|| -> Result<(), String> {
-            let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
-            if !durable {
-                // Every op of the group allows write-behind: kept in memory
-                // until the next durable commit (the flusher asks for one
-                // every `flush_interval`).
-                txn.set_durability(Durability::None);
-            }
-            for op in ops.drain(..) {
-                pending.push(self.apply_one(&txn, op, &mut appended));
-            }
-            txn.commit().map_err(|e| e.to_string())
-        })();
-        if let Err(e) = &outcome {
-            tracing::error!(error = %e, ops = pending.len(), "storage commit failed");
-        } else {
-            self.dirty.store(!durable, Ordering::Relaxed);
-            self.stats.commits.fetch_add(1, Ordering::Relaxed);
-            if durable {
-                self.stats.durable_commits.fetch_add(1, Ordering::Relaxed);
-            }
-            self.stats
-                .requests
-                .fetch_add(pending.len() as u64, Ordering::Relaxed);
-            for (p, offset) in appended {
-                (self.on_append)(p, offset);
-            }
-        }
-        for p in pending {
-            p.send(&outcome);
-        }
-        // Ops drained into `pending` before an early error above have
-        // already been answered; any left were never applied.
-        for op in ops.drain(..) {
-            fail(op, "storage transaction could not start");
-        }
-    }
-
-    fn apply_one(
-        &self,
-        txn: &WriteTransaction,
-        op: Op,
-        appended: &mut Vec<(PartitionId, u64)>,
-    ) -> Pending {
-        match op {
-            Op::Commit(batch, reply) => Pending::Unit(reply, apply_batch(txn, batch)),
-            Op::Append {
-                partition,
-                dedup_id,
-                payload,
-                now_ms,
-                reply,
-            } => {
-                let r = append(txn, partition, &dedup_id, &payload, now_ms);
-                if let Ok(a) = &r
-                    && !a.duplicate
-                {
-                    appended.push((partition, a.offset));
+    /// Commits `ops` as one transaction (see the module docs for what
+    /// happens when one fails) and answers each; leaves `ops` empty.
+    pub(crate) fn apply_group(&self, ops: &mut Vec<Op>) {
+        loop {
+            match self.attempt(ops) {
+                Ok(durable) => {
+                    self.committed(ops, durable);
+                    for op in ops.drain(..) {
+                        op.send(Ok(()));
+                    }
+                    return;
                 }
-                Pending::Appended(reply, r)
-            }
-            Op::CommitPosition {
-                partition,
-                offset,
-                now_ms,
-                reply,
-            } => Pending::Unit(
-                reply,
-                commit_position(txn, partition, offset, now_ms - self.dedup_window_ms),
-            ),
-            Op::PutPackage(name, source, reply) => Pending::Unit(
-                reply,
-                (|| {
-                    let mut t = txn.open_table(PACKAGES).map_err(internal)?;
-                    t.insert(name.as_str(), source.as_str()).map_err(internal)?;
-                    Ok(())
-                })(),
-            ),
-            Op::DeletePackage(name, reply) => Pending::Bool(
-                reply,
-                (|| {
-                    let mut t = txn.open_table(PACKAGES).map_err(internal)?;
-                    Ok(t.remove(name.as_str()).map_err(internal)?.is_some())
-                })(),
-            ),
-            Op::Purge(now_ms, reply) => Pending::Count(reply, purge(txn, now_ms)),
-            Op::Flush => Pending::None,
-        }
-    }
-}
-
-fn fail(op: Op, msg: &str) {
-    let e = || internal(msg);
-    match op {
-        Op::Commit(_, tx) => drop(tx.send(Err(e()))),
-        Op::Append { reply, .. } => drop(reply.send(Err(e()))),
-        Op::CommitPosition { reply, .. } => drop(reply.send(Err(e()))),
-        Op::PutPackage(_, _, tx) => drop(tx.send(Err(e()))),
-        Op::DeletePackage(_, tx) => drop(tx.send(Err(e()))),
-        Op::Purge(_, tx) => drop(tx.send(Err(e()))),
-        Op::Flush => {}
-    }
-}
-
-/// Checks every precondition of the batch first, then applies it, so a
-/// batch lands whole or not at all.
-fn apply_batch(txn: &WriteTransaction, batch: WriteBatch) -> Result<()> {
-    let mut objects = txn.open_table(OBJECTS).map_err(internal)?;
-    for w in &batch.writes {
-        let (key, expected) = match w {
-            Write::PutObject {
-                record,
-                expected_revision,
-            } => (
-                object_key(&record.meta.cls, &record.meta.id),
-                *expected_revision,
-            ),
-            Write::DeleteObject {
-                cls,
-                oid,
-                expected_revision,
-            } => (object_key(cls, oid), Some(*expected_revision)),
-            Write::PutInvocation(_) => continue,
-        };
-        let current = match objects.get(key.as_str()).map_err(internal)? {
-            Some(v) => Some(db::decode_revision(v.value())?),
-            None => None,
-        };
-        if current != expected {
-            return Err(Error::conflict(format!(
-                "object {key:?} is at revision {current:?}, expected {expected:?}"
-            )));
-        }
-    }
-    for w in batch.writes {
-        match w {
-            Write::PutObject { record, .. } => {
-                let key = object_key(&record.meta.cls, &record.meta.id);
-                let bytes = serde_json::to_vec(&record).map_err(internal)?;
-                objects
-                    .insert(key.as_str(), bytes.as_slice())
-                    .map_err(internal)?;
-            }
-            Write::DeleteObject { cls, oid, .. } => {
-                objects
-                    .remove(object_key(&cls, &oid).as_str())
-                    .map_err(internal)?;
-            }
-            Write::PutInvocation(record) => put_invocation(txn, &record)?,
-        }
-    }
-    Ok(())
-}
-
-fn put_invocation(txn: &WriteTransaction, record: &InvocationRecord) -> Result<()> {
-    let mut invocations = txn.open_table(INVOCATIONS).map_err(internal)?;
-    let mut expiry = txn.open_table(INV_EXPIRY).map_err(internal)?;
-    let id = record.request.inv_id.as_str();
-    let old = match invocations.get(id).map_err(internal)? {
-        Some(v) => Some(db::decode::<InvocationRecord>(v.value())?),
-        None => None,
-    };
-    if let Some(old) = &old {
-        if old.response.status.is_terminal() && !record.response.status.is_terminal() {
-            return Ok(());
-        }
-        expiry.remove((old.expires_at, id)).map_err(internal)?;
-    }
-    let bytes = serde_json::to_vec(record).map_err(internal)?;
-    invocations.insert(id, bytes.as_slice()).map_err(internal)?;
-    expiry
-        .insert((record.expires_at, id), ())
-        .map_err(internal)?;
-    if let Some(key) = &record.request.idempotency_key {
-        let mut idem = txn.open_table(IDEMPOTENCY).map_err(internal)?;
-        if idem.get(key.as_str()).map_err(internal)?.is_none() {
-            idem.insert(key.as_str(), id).map_err(internal)?;
-        }
-    }
-    Ok(())
-}
-
-fn purge(txn: &WriteTransaction, now_ms: i64) -> Result<u64> {
-    let mut invocations = txn.open_table(INVOCATIONS).map_err(internal)?;
-    let mut expiry = txn.open_table(INV_EXPIRY).map_err(internal)?;
-    let mut idem = txn.open_table(IDEMPOTENCY).map_err(internal)?;
-    let expired: Vec<(i64, String)> = expiry
-        .range(..(now_ms, ""))
-        .map_err(internal)?
-        .map(|r| r.map(|(k, _)| (k.value().0, k.value().1.to_owned())))
-        .collect::<Result<_, _>>()
-        .map_err(internal)?;
-    for (ts, id) in &expired {
-        expiry.remove((*ts, id.as_str())).map_err(internal)?;
-        let old = invocations.remove(id.as_str()).map_err(internal)?;
-        if let Some(old) = old {
-            let rec = db::decode::<InvocationRecord>(old.value())?;
-            if let Some(key) = &rec.request.idempotency_key {
-                let owner = idem
-                    .get(key.as_str())
-                    .map_err(internal)?
-                    .map(|v| v.value().to_owned());
-                if owner.as_deref() == Some(id.as_str()) {
-                    idem.remove(key.as_str()).map_err(internal)?;
+                Err(Abort::Op(i, e)) => {
+                    tracing::warn!(
+                        error = %e,
+                        group = ops.len(),
+                        "storage write failed midway; committing its group without it"
+                    );
+                    ops.remove(i).send(Err(&e));
+                    if ops.is_empty() {
+                        return;
+                    }
+                }
+                Err(Abort::Group(e)) => {
+                    tracing::error!(error = %e, ops = ops.len(), "storage commit failed");
+                    for op in ops.drain(..) {
+                        op.send(Err(&e));
+                    }
+                    return;
                 }
             }
         }
     }
-    Ok(expired.len() as u64)
-}
 
-fn append(
-    txn: &WriteTransaction,
-    partition: PartitionId,
-    dedup_id: &str,
-    payload: &[u8],
-    now_ms: i64,
-) -> Result<Appended> {
-    let mut dedup = txn.open_table(DEDUP).map_err(internal)?;
-    if let Some(v) = dedup.get(dedup_id).map_err(internal)? {
-        let (p, offset, _) = v.value();
-        if p == partition.0 {
-            return Ok(Appended {
-                offset,
-                duplicate: true,
-            });
+    /// Applies every op in one transaction and commits it. `Ok(durable)`:
+    /// committed, with an fsync if `durable`.
+    fn attempt(&self, ops: &mut [Op]) -> Result<bool, Abort> {
+        let durable = ops.iter().any(|op| op.needs_sync(self.sync));
+        let mut txn = self
+            .db
+            .begin_write()
+            .map_err(|e| Abort::Group(storage(e)))?;
+        if !durable {
+            // Every op of the group allows write-behind: kept in memory
+            // until the next durable commit (the flusher asks for one every
+            // `flush_interval`).
+            txn.set_durability(redb::Durability::None);
+        }
+        for (i, op) in ops.iter_mut().enumerate() {
+            if let Err(e) = apply::apply(&txn, op, self.dedup_window_ms) {
+                if let Err(abort) = txn.abort() {
+                    tracing::warn!(error = %abort, "aborting a storage transaction failed");
+                }
+                return Err(if e.kind == ErrorKind::Unavailable {
+                    Abort::Group(e)
+                } else {
+                    Abort::Op(i, e)
+                });
+            }
+        }
+        txn.commit().map_err(|e| Abort::Group(storage(e)))?;
+        Ok(durable)
+    }
+
+    /// Bookkeeping after a group committed: counters, and wakes the readers
+    /// of the partitions that got entries.
+    fn committed(&self, ops: &[Op], durable: bool) {
+        self.dirty.store(!durable, Ordering::Relaxed);
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        if durable {
+            self.stats.durable_commits.fetch_add(1, Ordering::Relaxed);
+        }
+        let requests = ops.iter().filter(|op| !matches!(op, Op::Flush)).count();
+        self.stats
+            .requests
+            .fetch_add(requests as u64, Ordering::Relaxed);
+        for op in ops {
+            if let Op::Append {
+                partition,
+                reply:
+                    Reply {
+                        result: Some(Ok(a)),
+                        ..
+                    },
+                ..
+            } = op
+                && !a.duplicate
+            {
+                (self.on_append)(*partition, a.offset);
+            }
         }
     }
-    let mut positions = txn.open_table(LOG_POSITIONS).map_err(internal)?;
-    let (head, committed) = positions
-        .get(partition.0)
-        .map_err(internal)?
-        .map_or((0, 0), |v| v.value());
-    let offset = head + 1;
-    positions
-        .insert(partition.0, (offset, committed))
-        .map_err(internal)?;
-    txn.open_table(LOG)
-        .map_err(internal)?
-        .insert((partition.0, offset), payload)
-        .map_err(internal)?;
-    dedup
-        .insert(dedup_id, (partition.0, offset, now_ms))
-        .map_err(internal)?;
-    txn.open_table(DEDUP_BY_TS)
-        .map_err(internal)?
-        .insert((now_ms, dedup_id), ())
-        .map_err(internal)?;
-    Ok(Appended {
-        offset,
-        duplicate: false,
-    })
 }
 
-/// Moves the consumer position forward, trims applied entries, and forgets
-/// dedup ids older than `forget_before_ms`.
-fn commit_position(
-    txn: &WriteTransaction,
-    partition: PartitionId,
-    offset: u64,
-    forget_before_ms: i64,
-) -> Result<()> {
-    let mut positions = txn.open_table(LOG_POSITIONS).map_err(internal)?;
-    let (head, committed) = positions
-        .get(partition.0)
-        .map_err(internal)?
-        .map_or((0, 0), |v| v.value());
-    if offset > head {
-        return Err(Error::new(
-            ErrorKind::Internal,
-            format!(
-                "commit position {offset} is past the log head {head} of partition {partition}"
-            ),
-        ));
-    }
-    if offset <= committed {
-        return Ok(());
-    }
-    positions
-        .insert(partition.0, (head, offset))
-        .map_err(internal)?;
-    let mut log = txn.open_table(LOG).map_err(internal)?;
-    log.retain_in(
-        (partition.0, committed + 1)..=(partition.0, offset),
-        |_, _| false,
-    )
-    .map_err(internal)?;
-    let mut by_ts = txn.open_table(DEDUP_BY_TS).map_err(internal)?;
-    let mut dedup = txn.open_table(DEDUP).map_err(internal)?;
-    let old: Vec<(i64, String)> = by_ts
-        .range(..(forget_before_ms, ""))
-        .map_err(internal)?
-        .map(|r| r.map(|(k, _)| (k.value().0, k.value().1.to_owned())))
-        .collect::<Result<_, _>>()
-        .map_err(internal)?;
-    for (ts, id) in old {
-        by_ts.remove((ts, id.as_str())).map_err(internal)?;
-        dedup.remove(id.as_str()).map_err(internal)?;
-    }
-    Ok(())
-}
+#[cfg(test)]
+mod tests;

@@ -4,15 +4,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
 use oprc_core::{
     ClassKey, InvocationId, InvocationRecord, InvocationRequest, InvocationResponse,
-    InvocationStatus, ObjectId, ObjectRecord, PartitionId,
+    InvocationStatus, ObjectId, ObjectRecord,
 };
 
-use crate::{ErrorKind, InvocationLog, StateStore, Write, WriteBatch};
+use crate::{Durability, ErrorKind, Layout, StateStore, Write, WriteBatch};
+
+mod log;
+
+pub use log::invocation_log;
 
 fn cls(s: &str) -> ClassKey {
     ClassKey::new(s).expect("valid class key")
@@ -53,6 +55,7 @@ fn invocation(
             idempotency_key: key.map(str::to_owned),
             accepted_at: None,
             traceparent: None,
+            caller: Default::default(),
         },
         response: InvocationResponse::status(inv_id, status),
         expires_at,
@@ -66,6 +69,9 @@ pub async fn state_store(store: Arc<dyn StateStore>) {
     list_pages_in_id_order(store.as_ref()).await;
     concurrent_commits_are_isolated(store.clone()).await;
     invocation_records(store.as_ref()).await;
+    purge_is_bounded_and_oldest_first(store.as_ref()).await;
+    every_durability_commits_atomically(store.as_ref()).await;
+    layout_is_stored_once(store.as_ref()).await;
     packages(store.as_ref()).await;
 }
 
@@ -287,7 +293,7 @@ async fn invocation_records(s: &dyn StateStore) {
     );
 
     // Purge removes expired records and their keys only.
-    assert_eq!(s.purge_invocations(2_000).await.unwrap(), 1);
+    assert_eq!(s.purge_invocations(2_000, 100).await.unwrap(), 1);
     assert!(s.get_invocation(&id).await.unwrap().is_none());
     assert_eq!(s.find_idempotency_key("k1").await.unwrap(), None);
     assert!(
@@ -296,6 +302,129 @@ async fn invocation_records(s: &dyn StateStore) {
             .unwrap()
             .is_some()
     );
+}
+
+async fn purge_is_bounded_and_oldest_first(s: &dyn StateStore) {
+    // Clear what earlier checks left: loop until a purge finds fewer than
+    // it may delete.
+    while s.purge_invocations(100_000, 10).await.unwrap() == 10 {}
+    assert_eq!(s.purge_invocations(100_000, 10).await.unwrap(), 0);
+
+    // 25 expired records (written newest first) and 3 that are not.
+    let id = |i: i64| format!("inv-purge-{i:02}");
+    for i in (0..25).rev() {
+        let key = format!("purge-key-{i}");
+        put_record(
+            s,
+            invocation(&id(i), InvocationStatus::Succeeded, Some(&key), 200_000 + i),
+        )
+        .await;
+    }
+    for i in 0..3 {
+        put_record(
+            s,
+            invocation(
+                &format!("inv-kept-{i}"),
+                InvocationStatus::Succeeded,
+                None,
+                900_000,
+            ),
+        )
+        .await;
+    }
+    let exists = |i: i64| async move {
+        s.get_invocation(&InvocationId::new(id(i)).unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    };
+    assert_eq!(s.purge_invocations(300_000, 0).await.unwrap(), 0);
+    assert!(exists(0).await);
+
+    // Oldest first, at most `max` per call.
+    assert_eq!(s.purge_invocations(300_000, 10).await.unwrap(), 10);
+    assert!(!exists(9).await, "the 10 oldest are gone");
+    assert!(exists(10).await, "the 11th is kept for the next round");
+    let mut rounds = vec![10];
+    loop {
+        let n = s.purge_invocations(300_000, 10).await.unwrap();
+        rounds.push(n);
+        if n < 10 {
+            break;
+        }
+    }
+    assert_eq!(rounds, vec![10, 10, 5]);
+    for i in 0..25 {
+        assert!(!exists(i).await, "{} survived", id(i));
+        let key = format!("purge-key-{i}");
+        assert_eq!(s.find_idempotency_key(&key).await.unwrap(), None);
+    }
+    for i in 0..3 {
+        let kept = InvocationId::new(format!("inv-kept-{i}")).unwrap();
+        assert!(s.get_invocation(&kept).await.unwrap().is_some());
+    }
+    assert_eq!(s.purge_invocations(300_000, 10).await.unwrap(), 0);
+}
+
+async fn every_durability_commits_atomically(s: &dyn StateStore) {
+    let c = cls("t.durability");
+    for durability in [
+        Durability::Deferred,
+        Durability::Default,
+        Durability::Required,
+    ] {
+        let name = format!("{durability:?}").to_lowercase();
+        let inv = format!("inv-{name}");
+        let batch = WriteBatch {
+            writes: vec![
+                Write::PutObject {
+                    record: object("t.durability", &name, 1, serde_json::json!(1)),
+                    expected_revision: None,
+                },
+                Write::PutInvocation(Box::new(invocation(
+                    &inv,
+                    InvocationStatus::Succeeded,
+                    Some(&inv),
+                    i64::MAX,
+                ))),
+            ],
+            durability,
+        };
+        s.commit(batch).await.unwrap();
+        // Visible as soon as the commit returns, whatever its durability.
+        assert!(s.get_object(&c, &oid(&name)).await.unwrap().is_some());
+        let id = InvocationId::new(inv.as_str()).unwrap();
+        assert!(s.get_invocation(&id).await.unwrap().is_some());
+        assert_eq!(s.find_idempotency_key(&inv).await.unwrap(), Some(id));
+
+        // And atomic: a failed precondition leaves nothing of the batch.
+        let extra = format!("{name}-extra");
+        let bad = WriteBatch {
+            writes: vec![
+                Write::PutObject {
+                    record: object("t.durability", &extra, 1, serde_json::json!(2)),
+                    expected_revision: None,
+                },
+                Write::PutObject {
+                    record: object("t.durability", &name, 8, serde_json::json!(2)),
+                    expected_revision: Some(7),
+                },
+            ],
+            durability,
+        };
+        assert_eq!(s.commit(bad).await.unwrap_err().kind, ErrorKind::Conflict);
+        assert!(s.get_object(&c, &oid(&extra)).await.unwrap().is_none());
+    }
+}
+
+async fn layout_is_stored_once(s: &dyn StateStore) {
+    let four = Layout { partitions: 4 };
+    let eight = Layout { partitions: 8 };
+    // A fresh store takes the proposed layout.
+    assert_eq!(s.layout(&four).await.unwrap(), four);
+    // Later callers get the stored one back, unchanged, and compare.
+    assert_eq!(s.layout(&eight).await.unwrap(), four);
+    assert_eq!(s.layout(&four).await.unwrap(), four);
 }
 
 async fn packages(s: &dyn StateStore) {
@@ -312,68 +441,4 @@ async fn packages(s: &dyn StateStore) {
     );
     assert!(s.delete_package("a").await.unwrap());
     assert!(!s.delete_package("a").await.unwrap());
-}
-
-/// Runs every invocation-log check against an empty log.
-pub async fn invocation_log(log: Arc<dyn InvocationLog>) {
-    let p = PartitionId(0);
-    let q = PartitionId(1);
-    let a = log
-        .append(p, "m1", Bytes::from_static(b"one"))
-        .await
-        .unwrap();
-    assert_eq!((a.offset, a.duplicate), (1, false));
-    let b = log
-        .append(p, "m2", Bytes::from_static(b"two"))
-        .await
-        .unwrap();
-    assert_eq!(b.offset, 2);
-    // Partitions are independent.
-    assert_eq!(
-        log.append(q, "m3", Bytes::from_static(b"q"))
-            .await
-            .unwrap()
-            .offset,
-        1
-    );
-    // Idempotent producer: the same dedup id appends nothing.
-    let dup = log
-        .append(p, "m1", Bytes::from_static(b"again"))
-        .await
-        .unwrap();
-    assert_eq!((dup.offset, dup.duplicate), (1, true));
-    assert_eq!(
-        log.entry(p, 1).await.unwrap().unwrap().payload,
-        Bytes::from_static(b"one")
-    );
-
-    let got = log.read(p, 1, 10).await.unwrap();
-    let offsets: Vec<u64> = got.iter().map(|e| e.offset).collect();
-    assert_eq!(offsets, vec![1, 2]);
-    assert_eq!(log.read(p, 2, 10).await.unwrap().len(), 1);
-    assert_eq!(log.read(p, 1, 1).await.unwrap().len(), 1);
-
-    // read waits for a new entry.
-    let reader = {
-        let log = log.clone();
-        tokio::spawn(async move { log.read(p, 3, 10).await })
-    };
-    tokio::task::yield_now().await;
-    log.append(p, "m4", Bytes::from_static(b"three"))
-        .await
-        .unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(10), reader)
-        .await
-        .expect("read wakes up on append")
-        .unwrap()
-        .unwrap();
-    assert_eq!(got[0].offset, 3);
-    assert_eq!(got[0].payload, Bytes::from_static(b"three"));
-
-    assert_eq!(log.committed_position(p).await.unwrap(), 0);
-    log.commit_position(p, 2).await.unwrap();
-    assert_eq!(log.committed_position(p).await.unwrap(), 2);
-    assert_eq!(log.committed_position(q).await.unwrap(), 0);
-    // Entries after the committed position are still there.
-    assert_eq!(log.read(p, 3, 10).await.unwrap().len(), 1);
 }

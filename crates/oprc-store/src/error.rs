@@ -1,10 +1,9 @@
 use std::fmt;
 
-/// What a caller can do about a storage error.
+/// What a caller can do about a storage error. (Absence is not an error:
+/// reads answer `None`.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
-    /// The thing does not exist.
-    NotFound,
     /// A compare-and-swap precondition failed: someone else changed it first.
     Conflict,
     /// The backend cannot be reached now; retrying later may work.
@@ -18,7 +17,6 @@ pub enum ErrorKind {
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::NotFound => "not found",
             Self::Conflict => "conflict",
             Self::Unavailable => "unavailable",
             Self::Timeout => "timeout",

@@ -15,4 +15,4 @@ pub mod conformance;
 
 pub use error::{Error, ErrorKind, Result};
 pub use log::{Appended, InvocationLog, LogEntry};
-pub use state::{ObjectPage, StateStore, Write, WriteBatch};
+pub use state::{Durability, Layout, ObjectPage, StateStore, Write, WriteBatch};

@@ -15,9 +15,13 @@ pub struct LogEntry {
 /// The result of an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
+    /// Where the message is: the partition appended to, or, for a
+    /// duplicate, the earlier message's.
+    pub partition: PartitionId,
     pub offset: u64,
-    /// The dedup id was seen before: nothing was appended and `offset` is
-    /// the earlier message's (idempotent producer).
+    /// The dedup id was seen before, in any partition: nothing was
+    /// appended and `partition`/`offset` are the earlier message's
+    /// (idempotent producer).
     pub duplicate: bool,
 }
 
@@ -28,8 +32,9 @@ pub struct Appended {
 /// may be trimmed.
 #[async_trait]
 pub trait InvocationLog: Send + Sync + 'static {
-    /// Appends durably unless `dedup_id` was appended before (within the
-    /// backend's dedup window).
+    /// Appends durably unless `dedup_id` was appended before, to any
+    /// partition, within the backend's dedup window. (Dedup ids are
+    /// idempotency keys: one key is one request, wherever it goes.)
     async fn append(
         &self,
         partition: PartitionId,

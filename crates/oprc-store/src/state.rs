@@ -25,14 +25,37 @@ pub enum Write {
     PutInvocation(Box<InvocationRecord>),
 }
 
+/// How durable a batch must be before its commit returns. Atomicity is the
+/// same for all three.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Durability {
+    /// May be acknowledged before it is durable (write-behind, a class's
+    /// `persistence: async`); it becomes durable with the backend's next
+    /// flush.
+    Deferred,
+    /// As the backend is configured: durable before the answer, unless the
+    /// backend itself runs write-behind.
+    #[default]
+    Default,
+    /// Durable before the answer whatever the backend's mode: the batch
+    /// keeps a promise of exactly-once (an async call's effect, a
+    /// remembered idempotency key).
+    Required,
+}
+
+impl Durability {
+    /// The durability a merged batch needs: the strongest of its parts.
+    pub fn max(self, other: Self) -> Self {
+        Ord::max(self, other)
+    }
+}
+
 /// Writes that commit together or not at all.
 #[derive(Debug, Clone, Default)]
 pub struct WriteBatch {
     pub writes: Vec<Write>,
-    /// The commit may be acknowledged before it is durable (write-behind,
-    /// a class's `persistence: async`); it becomes durable with the
-    /// backend's next flush. Atomicity is unchanged.
-    pub write_behind: bool,
+    /// How durable the commit must be before it returns.
+    pub durability: Durability,
 }
 
 impl WriteBatch {
@@ -40,11 +63,11 @@ impl WriteBatch {
         Self::default()
     }
 
-    /// A durable batch of these writes.
+    /// A batch of these writes, as durable as the backend is configured.
     pub fn of(writes: Vec<Write>) -> Self {
         Self {
             writes,
-            write_behind: false,
+            durability: Durability::Default,
         }
     }
 
@@ -62,12 +85,24 @@ pub struct ObjectPage {
     pub next: Option<ObjectId>,
 }
 
+/// Settings that decide where data lives. The first node to open a store
+/// records them with the data; a node started later with other settings
+/// must refuse to use it (objects would be looked for in the wrong
+/// partition, and replays skipped by the wrong offsets).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Layout {
+    /// Partitions of the object space and of the async log.
+    pub partitions: u16,
+}
+
 /// Durable store of objects, packages and invocation records.
 ///
-/// `commit` is atomic per batch and durable when it returns `Ok` (unless the
-/// backend was opened with write-behind). Backends group concurrent commits
-/// into one physical write (group commit); a batch whose precondition fails
-/// gets [`ErrorKind::Conflict`](crate::ErrorKind) without affecting the
+/// `commit` is atomic per batch, and when it returns `Ok` the batch is as
+/// durable as its [`Durability`] asks. Backends group concurrent commits
+/// into one physical write (group commit); a batch that fails (its
+/// precondition: [`ErrorKind::Conflict`](crate::ErrorKind); a corrupt record
+/// in its way: `Internal`) leaves none of its writes and does not affect the
 /// others.
 #[async_trait]
 pub trait StateStore: Send + Sync + 'static {
@@ -88,9 +123,16 @@ pub trait StateStore: Send + Sync + 'static {
     /// The invocation an idempotency key was first used for.
     async fn find_idempotency_key(&self, key: &str) -> Result<Option<InvocationId>>;
 
-    /// Deletes invocation records (and their idempotency keys) that expired
-    /// before `now_ms`. Returns how many were deleted.
-    async fn purge_invocations(&self, now_ms: i64) -> Result<u64>;
+    /// Deletes at most `max` invocation records (and their idempotency
+    /// keys) that expired before `now_ms`, oldest first, in one bounded
+    /// write. Returns how many were deleted; fewer than `max` means none
+    /// is left. Callers loop to purge more.
+    async fn purge_invocations(&self, now_ms: i64, max: usize) -> Result<u64>;
+
+    /// The layout stored with the data: `proposed` is stored and returned
+    /// when the store has none yet (a fresh store); otherwise the stored
+    /// one is returned unchanged, and the caller compares.
+    async fn layout(&self, proposed: &Layout) -> Result<Layout>;
 
     /// Stores a package's source text under its name (create or replace).
     async fn put_package(&self, name: &str, source: &str) -> Result<()>;
@@ -100,4 +142,22 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// All packages as `(name, source)`, ordered by name.
     async fn list_packages(&self) -> Result<Vec<(String, String)>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Durability;
+
+    #[test]
+    fn a_merged_batch_is_as_durable_as_its_strongest_part() {
+        let (deferred, default, required) = (
+            Durability::Deferred,
+            Durability::Default,
+            Durability::Required,
+        );
+        assert_eq!(deferred.max(default), default);
+        assert_eq!(required.max(deferred), required);
+        assert_eq!(deferred.max(deferred), deferred);
+        assert_eq!(Durability::default(), default);
+    }
 }
