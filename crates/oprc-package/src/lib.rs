@@ -22,7 +22,9 @@
 //! field the format does not know is an error. Numbers and booleans written
 //! where text is expected are read as the text written (`version: 1.10`).
 //! A source that expands through YAML aliases to more than a million
-//! values is refused before it is built.
+//! values, or nests lists and mappings more than 64 deep (aliases
+//! included), is refused before it is built, with the position where it
+//! goes over.
 //!
 //! # References
 //! Keys are `<package>.<name>`. A package name never contains `.`; class
@@ -62,6 +64,7 @@ mod diagnostic;
 mod duration;
 mod error;
 mod expansion;
+mod fingerprint;
 pub mod model;
 mod parse;
 mod refs;

@@ -91,23 +91,67 @@ fn related(a: &str, b: &str) -> bool {
     inside(a, b) || inside(b, a)
 }
 
+/// The width of every line of a source, to bring the scanner's positions
+/// inside it: at the end of input it reports the line after the last one,
+/// as if the source ended with a line break, which it may not; that is the
+/// end of the last line. Lines end as in YAML (`\n`, `\r\n` or `\r`),
+/// columns count characters.
+struct Lines(Vec<u32>);
+
+impl Lines {
+    fn of(source: &str) -> Self {
+        let width = |l: &str| u32::try_from(l.chars().count()).unwrap_or(u32::MAX);
+        Self(
+            source
+                .split("\r\n")
+                .flat_map(|l| l.split(['\r', '\n']))
+                .map(width)
+                .collect(),
+        )
+    }
+
+    fn clamp(&self, at: Position) -> Position {
+        let end = |width: u32| width.saturating_add(1);
+        let index = usize::try_from(at.line.max(1) - 1).unwrap_or(usize::MAX);
+        match self.0.get(index) {
+            Some(&width) => Position {
+                line: at.line.max(1),
+                column: at.column.clamp(1, end(width)),
+            },
+            None => Position {
+                line: u32::try_from(self.0.len()).unwrap_or(u32::MAX).max(1),
+                column: end(self.0.last().copied().unwrap_or(0)),
+            },
+        }
+    }
+
+    fn clamp_diagnostic(&self, mut d: Diagnostic) -> Diagnostic {
+        let at = self.clamp(d.position());
+        (d.line, d.column) = (at.line, at.column);
+        d
+    }
+}
+
 /// Parses a package from YAML or JSON (JSON is read as YAML 1.2, through
 /// the same position-aware parser), checks it against the format and the
 /// package-local rules, and reports every problem found, errors and
-/// warnings, sorted by position.
+/// warnings, sorted by position. A source whose tree would be too large or
+/// too deep to build safely is refused first, with one diagnostic (see the
+/// crate documentation for the limits).
 ///
 /// Cross-package rules (do referenced classes and functions exist, are
 /// there inheritance cycles) are checked by [`crate::Catalog::apply`].
 pub fn parse(source: &str) -> Result<Document, Vec<Diagnostic>> {
-    expansion::check(source, expansion::MAX_VALUES).map_err(|d| vec![d])?;
+    let lines = Lines::of(source);
+    expansion::check(source, expansion::LIMITS).map_err(|d| vec![lines.clamp_diagnostic(d)])?;
     let docs = MarkedYaml::load_from_str(source).map_err(|e| {
         let m = e.marker();
         let at = Position {
-            line: u32::try_from(m.line()).unwrap_or(u32::MAX).max(1),
+            line: u32::try_from(m.line()).unwrap_or(u32::MAX),
             column: u32::try_from(m.col() + 1).unwrap_or(u32::MAX),
         };
         vec![Diagnostic::error(
-            at,
+            lines.clamp(at),
             "",
             format!("invalid yaml: {}", e.info()),
         )]
@@ -123,7 +167,7 @@ pub fn parse(source: &str) -> Result<Document, Vec<Diagnostic>> {
         [root] => root,
         [_, second, ..] => {
             return Err(vec![Diagnostic::error(
-                check::position(second),
+                lines.clamp(check::position(second)),
                 "",
                 format!(
                     "expected one package document, found {}; split them into separate packages",
@@ -134,8 +178,16 @@ pub fn parse(source: &str) -> Result<Document, Vec<Diagnostic>> {
     };
     let mut checker = Checker::new(source, schema::schema());
     let value = checker.check(root, schema::schema(), &Path::root());
-    let locator = Locator(checker.index);
-    let mut diags = checker.diags;
+    let mut index = checker.index;
+    for at in index.values_mut() {
+        *at = lines.clamp(*at);
+    }
+    let locator = Locator(index);
+    let mut diags: Vec<Diagnostic> = checker
+        .diags
+        .into_iter()
+        .map(|d| lines.clamp_diagnostic(d))
+        .collect();
     let checked_ok = !diags.iter().any(Diagnostic::is_error);
     // With errors, the value holds what was valid; the package rules still
     // run on it so that every problem is reported at once.

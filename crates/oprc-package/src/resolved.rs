@@ -124,11 +124,87 @@ pub struct ResolvedFunction {
     pub config: FunctionConfig,
     #[serde(rename = "macro", default, skip_serializing_if = "Option::is_none")]
     pub macro_spec: Option<MacroSpec>,
+    /// [`Self::fingerprint`], computed once when the function is resolved.
+    #[serde(skip)]
+    pub(crate) revision: u64,
 }
 
 impl ResolvedFunction {
+    /// The revision the node deploys this function at: its fingerprint,
+    /// computed when the catalog was built (free to read on every call).
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
     /// How long one call may take (`config.timeout`, 30 s by default).
     pub fn timeout(&self) -> std::time::Duration {
         self.config.timeout.get()
+    }
+
+    /// A stable fingerprint of the whole definition (provision, config,
+    /// output class, ...): equal functions give equal fingerprints, in any
+    /// process and run; a change to any field gives another one (up to
+    /// 64-bit collisions). FNV-1a over a canonical form of the resolved
+    /// JSON; it costs one serialization, so compute it once per catalog,
+    /// not per call. The node deploys a function at this revision.
+    pub fn fingerprint(&self) -> u64 {
+        let value = serde_json::to_value(self)
+            .expect("a resolved function serializes to JSON: its maps have string keys");
+        crate::fingerprint::of(&value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use oprc_core::FunctionKey;
+
+    use crate::{Catalog, parse};
+
+    fn fingerprint(source: &str) -> u64 {
+        let doc = parse(source).unwrap_or_else(|d| panic!("{d:#?}"));
+        let catalog = Catalog::new()
+            .apply(&doc)
+            .unwrap_or_else(|d| panic!("{d:#?}"))
+            .catalog;
+        let key = FunctionKey::new("p.f").expect("valid key");
+        catalog.function(&key).expect("resolved").fingerprint()
+    }
+
+    const BASE: &str = "
+name: p
+functions:
+  - name: f
+    provision: {process: {command: python3 f.py, concurrency: 4}}
+    config: {custom: {A: '1', B: '2'}}
+";
+
+    #[test]
+    fn equal_functions_have_equal_fingerprints() {
+        let same = "
+name: p
+functions:
+  - config: {custom: {B: '2', A: '1'}}
+    provision: {process: {concurrency: 4, command: python3 f.py}}
+    name: f
+";
+        assert_eq!(fingerprint(BASE), fingerprint(BASE));
+        assert_eq!(
+            fingerprint(BASE),
+            fingerprint(same),
+            "order does not matter"
+        );
+    }
+
+    #[test]
+    fn a_changed_provision_or_config_changes_the_fingerprint() {
+        let base = fingerprint(BASE);
+        for changed in [
+            BASE.replace("concurrency: 4", "concurrency: 5"),
+            BASE.replace("python3 f.py", "python3 g.py"),
+            BASE.replace("B: '2'", "B: '3'"),
+            BASE.replace("custom: {A: '1', B: '2'}", "timeout: 5s"),
+        ] {
+            assert_ne!(fingerprint(&changed), base, "{changed}");
+        }
     }
 }

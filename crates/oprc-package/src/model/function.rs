@@ -148,12 +148,40 @@ pub enum Command {
 }
 
 impl Command {
-    /// The argv to execute: `["sh", "-c", text]` for a shell command.
+    /// The argv to execute. A shell command becomes `["sh", "-c", text]`,
+    /// with `exec` put before the command when `text` is one simple command
+    /// (`python3 fn.py`, `A=1 ./worker`), so the worker is the process
+    /// started and gets its signals; other scripts (`a; b`, `a && b`,
+    /// pipelines, ...) run as written.
     pub fn argv(&self) -> Vec<String> {
         match self {
-            Command::Shell(text) => vec!["sh".into(), "-c".into(), text.clone()],
+            Command::Shell(text) => {
+                vec!["sh".into(), "-c".into(), super::shell::exec_script(text)]
+            }
             Command::Argv(argv) => argv.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Command;
+
+    #[test]
+    fn shell_commands_exec_a_single_command() {
+        let argv = |c: Command| c.argv();
+        assert_eq!(
+            argv(Command::Shell("python3 fn.py".into())),
+            ["sh", "-c", "exec python3 fn.py"]
+        );
+        assert_eq!(
+            argv(Command::Shell("python3 a.py; python3 b.py".into())),
+            ["sh", "-c", "python3 a.py; python3 b.py"]
+        );
+        assert_eq!(
+            argv(Command::Argv(vec!["python3".into(), "fn.py".into()])),
+            ["python3", "fn.py"]
+        );
     }
 }
 

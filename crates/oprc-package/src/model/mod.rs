@@ -9,6 +9,7 @@
 
 mod class;
 mod function;
+mod shell;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

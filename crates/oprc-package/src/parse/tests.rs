@@ -208,3 +208,25 @@ classes:
         serde_json::json!({"merge": true, "depth": 2, "paths": ["a", "b"], "nested": {"x": null}})
     );
 }
+
+#[test]
+fn errors_at_the_end_of_input_are_on_the_last_line() {
+    // The scanner puts the end of input on the line after the last one, as
+    // if a line break ended the source.
+    check(
+        "name: [a",
+        "error: 1:9: invalid yaml: while parsing a flow sequence, expected ',' or ']'",
+    );
+    check(
+        "name: p\r\nclasses: [",
+        "error: 2:11: invalid yaml: while parsing a node, did not find expected node content",
+    );
+    check(
+        "---\n#",
+        "error: 2:2: expected a mapping, found nothing (null)",
+    );
+    check(
+        "name: p\n\"",
+        "error: 2:1: invalid yaml: while scanning a quoted scalar, found unexpected end of stream",
+    );
+}

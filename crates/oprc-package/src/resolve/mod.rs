@@ -196,7 +196,7 @@ impl<'a> Resolver<'a> {
             let Ok(key) = FunctionKey::new(key) else {
                 continue;
             };
-            let resolved = ResolvedFunction {
+            let mut resolved = ResolvedFunction {
                 key: key.clone(),
                 package: pkg.to_owned(),
                 name: f.name.clone(),
@@ -207,7 +207,9 @@ impl<'a> Resolver<'a> {
                 provision: f.provision.clone(),
                 config: f.config.clone(),
                 macro_spec: f.macro_spec.clone(),
+                revision: 0,
             };
+            resolved.revision = resolved.fingerprint();
             out.insert(key, Arc::new(resolved));
         }
         out
