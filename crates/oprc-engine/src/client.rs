@@ -1,23 +1,27 @@
-//! The pooled keep-alive HTTP/1.1 client that POSTs tasks to functions.
+//! The pooled keep-alive HTTP/1.1 clients that POST tasks to functions: one
+//! for HTTP deployments (any host), one for local workers (dialled through
+//! [`WorkerConnector`], over a Unix socket or a checked TCP port).
 //!
 //! hyper-util's client directly (not reqwest): one request object and one
-//! body buffer per call, connections reused per host, no redirects, no
+//! body buffer per call, connections reused per worker, no redirects, no
 //! decompression, no TLS: the cheapest path to a function on the same host
 //! or network.
 
 use std::error::Error as StdError;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Builder, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
+use crate::connector::{Endpoints, WorkerConnector};
 use crate::{InvokeError, Options};
 
 /// A failed call, and whether the request surely never reached the function
@@ -36,8 +40,19 @@ impl From<InvokeError> for CallFailure {
     }
 }
 
+/// Which client a call goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// An HTTP deployment's URL.
+    Http,
+    /// A local worker registered in [`Endpoints`].
+    Worker,
+}
+
 pub(crate) struct HttpClient {
-    client: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpConnector, Full<Bytes>>,
+    workers: Client<WorkerConnector, Full<Bytes>>,
+    endpoints: Arc<Endpoints>,
     max_response_bytes: usize,
     error_snippet_bytes: usize,
 }
@@ -48,22 +63,30 @@ impl HttpClient {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(options.connect_timeout));
         connector.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(options.pool_idle_timeout)
-            .pool_max_idle_per_host(options.pool_max_idle_per_host)
-            .build(connector);
+        let endpoints = Arc::new(Endpoints::default());
+        let workers = WorkerConnector {
+            endpoints: Arc::clone(&endpoints),
+            connect_timeout: options.connect_timeout,
+        };
         Self {
-            client,
+            http: builder(options).build(connector),
+            workers: builder(options).build(workers),
+            endpoints,
             max_response_bytes: options.max_response_bytes,
             error_snippet_bytes: options.error_snippet_bytes,
         }
+    }
+
+    /// The workers the worker client can reach.
+    pub fn endpoints(&self) -> &Arc<Endpoints> {
+        &self.endpoints
     }
 
     /// POSTs `task` as JSON to `uri`; the answer body of a 200, or why not.
     /// `timeout` only names the limit in the error; `deadline` enforces it.
     pub async fn post(
         &self,
+        via: Via,
         uri: Uri,
         task: Bytes,
         headers: &HeaderMap,
@@ -80,7 +103,11 @@ impl HttpClient {
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
 
         let call = async {
-            let resp = self.client.request(req).await.map_err(|e| CallFailure {
+            let sent = match via {
+                Via::Http => self.http.request(req),
+                Via::Worker => self.workers.request(req),
+            };
+            let resp = sent.await.map_err(|e| CallFailure {
                 not_sent: e.is_connect(),
                 error: InvokeError::Unreachable {
                     reason: error_chain(&e),
@@ -117,6 +144,15 @@ impl HttpClient {
             Err(_elapsed) => Err(InvokeError::Timeout { after: timeout }.into()),
         }
     }
+}
+
+fn builder(options: &Options) -> Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(options.pool_idle_timeout)
+        .pool_max_idle_per_host(options.pool_max_idle_per_host);
+    builder
 }
 
 /// `error: cause: cause`, skipping a cause whose text its parent already

@@ -18,14 +18,16 @@ pub enum Deployment {
 }
 
 /// How to run a function as local worker processes. Each worker is an HTTP
-/// server listening on `127.0.0.1:$PORT`; the task is POSTed to `/`.
+/// server listening on the Unix socket `$OPRC_SOCKET` (both SDKs do) or on
+/// `127.0.0.1:$PORT`; the task is POSTed to `/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessSpec {
     /// Program and arguments (argv). A shell string becomes
-    /// `["sh", "-c", s]`, see [`ProcessSpec::shell`].
+    /// `["sh", "-c", s]`, see [`ProcessSpec::shell`]. The program leads its
+    /// own process group, which is what is signalled.
     pub command: Vec<String>,
-    /// Environment added to the engine's own; `PORT` is always set by the
-    /// engine and cannot be overridden.
+    /// Environment added to the engine's own; `PORT` and `OPRC_SOCKET` are
+    /// always set by the engine and cannot be overridden.
     pub env: BTreeMap<String, String>,
     /// Working directory; the engine's own when `None`.
     pub workdir: Option<PathBuf>,
@@ -40,7 +42,8 @@ pub struct ProcessSpec {
     /// An instance without calls for this long is stopped, down to
     /// `min_instances`.
     pub idle_timeout: Duration,
-    /// Longest time from start until a worker accepts TCP connections.
+    /// Longest time from start until a worker accepts connections on its
+    /// socket or its port.
     pub readiness_timeout: Duration,
 }
 
@@ -61,9 +64,14 @@ impl ProcessSpec {
         }
     }
 
-    /// A spec running `script` with `sh -c`.
+    /// A spec running `script` with `sh -c`. When the script is one simple
+    /// command (`python3 fn.py`, `A=1 ./worker --x`), `exec` is put before
+    /// it, so the worker replaces the shell: the instance's pid is the
+    /// worker's and signals reach it directly. Other scripts (`a; b`,
+    /// `a && b`, pipelines, ...) keep the shell as the group leader.
     pub fn shell(script: impl Into<String>) -> Self {
-        Self::new(vec!["sh".into(), "-c".into(), script.into()])
+        let script = crate::shell::exec_script(&script.into());
+        Self::new(vec!["sh".into(), "-c".into(), script])
     }
 
     pub(crate) fn validate(&self) -> Result<(), String> {

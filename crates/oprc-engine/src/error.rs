@@ -30,6 +30,12 @@ pub enum InvokeError {
     /// off before the next start.
     #[error("function is unavailable: {reason}")]
     Unavailable { reason: String },
+    /// The call named a revision of the function's deployment that is not
+    /// the current one (it was redeployed, perhaps while the call waited
+    /// for a worker). Nothing was sent: plan the call again against the
+    /// current package and retry.
+    #[error("function {function} was redeployed; the call was not sent")]
+    Changed { function: FunctionKey },
 }
 
 /// Why a deployment was refused.

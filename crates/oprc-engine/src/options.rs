@@ -1,5 +1,6 @@
 //! Engine configuration.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,13 @@ pub struct Options {
     pub reconcile_interval: Duration,
     /// Where the stdout and stderr lines of worker processes go.
     pub worker_output: WorkerOutput,
+    /// Directory of the workers' Unix sockets (`OPRC_SOCKET`). It is
+    /// created when missing and must be a directory of this user with mode
+    /// 0700, short enough for socket paths (at most 66 bytes). `None` (the
+    /// default): a fresh private directory under the temporary directory,
+    /// removed at shutdown. When it cannot be used, workers are called on
+    /// their `PORT` only (an error is logged).
+    pub socket_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -47,6 +55,7 @@ impl Default for Options {
             stop_grace: Duration::from_secs(5),
             reconcile_interval: Duration::from_millis(250),
             worker_output: WorkerOutput::Tracing,
+            socket_dir: None,
         }
     }
 }
@@ -88,11 +97,14 @@ mod tests {
 
     #[test]
     fn options_read_milliseconds_and_keep_defaults() {
-        let o: Options =
-            serde_json::from_str(r#"{"stop_grace_ms": 1500, "worker_output": "prefixed"}"#)
-                .expect("valid options");
+        let o: Options = serde_json::from_str(
+            r#"{"stop_grace_ms": 1500, "worker_output": "prefixed",
+                                     "socket_dir": "/run/oprc"}"#,
+        )
+        .expect("valid options");
         assert_eq!(o.stop_grace, Duration::from_millis(1500));
         assert_eq!(o.worker_output, WorkerOutput::Prefixed);
+        assert_eq!(o.socket_dir, Some(PathBuf::from("/run/oprc")));
         assert_eq!(o.connect_timeout, Options::default().connect_timeout);
         let back = serde_json::to_value(&o).expect("serializes");
         assert_eq!(back["stop_grace_ms"], 1500);

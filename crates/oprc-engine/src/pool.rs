@@ -5,6 +5,7 @@
 
 mod state;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,8 +37,9 @@ pub(crate) struct Pool {
 
 /// Why no slot was taken.
 pub(crate) enum AcquireError {
-    /// The pool was replaced or undeployed: look the function up again.
-    Retired,
+    /// The pool was replaced or undeployed, or the call was not admitted
+    /// (its revision is no longer current): look the function up again.
+    Stale,
     Failed(InvokeError),
 }
 
@@ -61,11 +63,14 @@ impl Pool {
     }
 
     /// Takes a slot on a ready instance, waiting (up to `deadline`) for one
-    /// to start or free up. Cancel-safe.
+    /// to start or free up. `admit` is asked, under the pool's lock, right
+    /// before each try: false makes the call give up with `Stale`.
+    /// Cancel-safe.
     pub async fn acquire(
         self: &Arc<Self>,
         deadline: Instant,
         timeout: Duration,
+        admit: impl Fn() -> bool,
     ) -> Result<Slot, AcquireError> {
         let mut waiter: Option<Waiter<'_>> = None;
         loop {
@@ -75,8 +80,8 @@ impl Pool {
                 // Declared after `waiter`, so on every return the lock is
                 // released before the waiter's drop takes it again.
                 let mut st = self.state.lock();
-                if st.retired {
-                    return Err(AcquireError::Retired);
+                if st.retired || !admit() {
+                    return Err(AcquireError::Stale);
                 }
                 if st.stop_parent.is_cancelled() {
                     return Err(AcquireError::Failed(InvokeError::Unavailable {
@@ -131,8 +136,11 @@ impl Pool {
         self.changed.notify_waiters();
     }
 
-    /// Wakes waiting calls so they see that the engine is shutting down.
+    /// Wakes waiting calls so they look again (the engine is shutting down,
+    /// the revision changed). Taking the lock first orders this after every
+    /// waiter that has already looked: none misses the wake-up.
     pub fn wake_waiters(&self) {
+        drop(self.state.lock());
         self.changed.notify_waiters();
     }
 
@@ -148,8 +156,8 @@ impl Pool {
         self.state.lock().spawned(id, pid, port);
     }
 
-    pub fn ready(&self, id: u64, uri: Uri) {
-        self.state.lock().ready(id, uri, Instant::now());
+    pub fn ready(&self, id: u64, uri: Uri, socket: Option<PathBuf>) {
+        self.state.lock().ready(id, uri, socket, Instant::now());
         self.changed.notify_waiters();
     }
 
@@ -163,7 +171,7 @@ impl Pool {
         self.state.lock().is_empty()
     }
 
-    pub fn status(&self, draining: bool) -> DeploymentStatus {
+    pub fn status(&self, draining: bool, revision: u64) -> DeploymentStatus {
         let st = self.state.lock();
         DeploymentStatus {
             function: self.key.clone(),
@@ -171,6 +179,7 @@ impl Pool {
                 command: self.spec.command.clone(),
             },
             draining,
+            revision,
             instances: st.instance_status(Instant::now()),
             waiting: st.waiting,
             counters: self.counters.snapshot(),

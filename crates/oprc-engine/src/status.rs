@@ -30,6 +30,9 @@ pub struct DeploymentStatus {
     pub engine: EngineKind,
     /// Replaced or undeployed; its workers stop once their calls are done.
     pub draining: bool,
+    /// The revision it was deployed with (the last one, when an equal
+    /// deployment was deployed again).
+    pub revision: u64,
     /// Live instances (process engine); empty for HTTP.
     pub instances: Vec<InstanceStatus>,
     /// Calls waiting for a free instance slot.
@@ -54,8 +57,12 @@ pub struct InstanceStatus {
     pub state: InstanceState,
     /// Operating-system process id, once started.
     pub pid: Option<u32>,
-    /// Port on 127.0.0.1 the worker listens on, once started.
+    /// The `PORT` the worker was given, once started. It is called there
+    /// (on 127.0.0.1 or ::1) when `socket` is `None`.
     pub port: Option<u16>,
+    /// The Unix socket (`OPRC_SOCKET`) the worker is called on, when it
+    /// listens there.
+    pub socket: Option<std::path::PathBuf>,
     pub in_flight: u32,
     /// Calls sent to this instance.
     pub served: u64,
@@ -134,6 +141,12 @@ pub(crate) struct CallCount<'a> {
 impl CallCount<'_> {
     pub(crate) fn succeeded(mut self) {
         self.failed = false;
+    }
+
+    /// The call was not made (nothing was sent): not counted at all.
+    pub(crate) fn abandoned(self) {
+        self.counters.in_flight.fetch_sub(1, Relaxed);
+        std::mem::forget(self);
     }
 }
 

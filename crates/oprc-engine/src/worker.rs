@@ -1,9 +1,11 @@
-//! One worker process: start it, wait until it accepts connections, forward
-//! its output, notice its exit, stop it.
+//! One worker process: start it (with `PORT` and `OPRC_SOCKET`), wait until
+//! it is ready (`ready`), register where it takes calls, forward its output,
+//! notice its exit, stop it.
 
 use std::collections::VecDeque;
 use std::io::Write as _;
 use std::net::{Ipv4Addr, TcpListener};
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -15,7 +17,6 @@ use nix::unistd::Pid;
 use oprc_core::FunctionKey;
 use parking_lot::Mutex;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
-use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -23,7 +24,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::WorkerOutput;
+use crate::connector::{Endpoint, Endpoints};
 use crate::pool::{Exit, Pool};
+use crate::ready::{self, Probe};
 
 /// Stderr lines kept to explain a worker that died.
 const TAIL_LINES: usize = 20;
@@ -38,6 +41,13 @@ pub(crate) struct Worker {
     pub id: u64,
     pub output: WorkerOutput,
     pub grace: Duration,
+    /// Unique among the engine's worker starts: names the socket and the
+    /// endpoint.
+    pub seq: u64,
+    /// `OPRC_SOCKET`: where the worker may listen, in the engine's private
+    /// directory. `None` when the engine has no such directory.
+    pub socket: Option<PathBuf>,
+    pub endpoints: Arc<Endpoints>,
 }
 
 /// Runs the worker until it exits or is stopped, then removes its instance
@@ -91,6 +101,7 @@ async fn supervise(w: &Worker, stop: &CancellationToken) -> Exit {
         Ok(port) => port,
         Err(e) => return Exit::StartFailed(format!("could not pick a free port: {e}")),
     };
+    let _socket = w.socket.as_deref().map(SocketFile::new);
     let mut cmd = Command::new(program);
     cmd.args(args)
         .envs(&spec.env)
@@ -102,6 +113,10 @@ async fn supervise(w: &Worker, stop: &CancellationToken) -> Exit {
         // kill_on_drop is the backstop if this task is dropped.
         .process_group(0)
         .kill_on_drop(true);
+    match &w.socket {
+        Some(path) => cmd.env("OPRC_SOCKET", path),
+        None => cmd.env_remove("OPRC_SOCKET"),
+    };
     if let Some(dir) = &spec.workdir {
         cmd.current_dir(dir);
     }
@@ -109,8 +124,10 @@ async fn supervise(w: &Worker, stop: &CancellationToken) -> Exit {
         Ok(child) => child,
         Err(e) => return Exit::StartFailed(format!("could not start {program:?}: {e}")),
     };
-    let pid = child.id();
-    w.pool.spawned(w.id, pid, port);
+    let Some(pid) = child.id() else {
+        return Exit::StartFailed(format!("{program:?} exited at once"));
+    };
+    w.pool.spawned(w.id, Some(pid), port);
     w.pool.counters.starts.fetch_add(1, Relaxed);
     debug!(function = %w.pool.key, instance = w.id, pid, port, "worker started");
 
@@ -142,6 +159,11 @@ async fn lifecycle(
 ) -> Exit {
     let pid = child.id();
     let timeout = w.pool.spec.readiness_timeout;
+    let probe = Probe {
+        socket: w.socket.as_deref(),
+        port,
+        pgid: pid.unwrap_or_default(),
+    };
     let ready = tokio::select! {
         biased;
         () = stop.cancelled() => {
@@ -156,25 +178,39 @@ async fn lifecycle(
                 tail_text(tail)
             ));
         }
-        ready = wait_for_port(port, timeout) => ready,
+        ready = ready::wait(probe, timeout) => ready,
     };
-    if !ready {
-        let _ = terminate(child, pid, w.grace).await;
-        drain(io).await;
-        return Exit::StartFailed(format!(
-            "worker did not accept connections on port {port} within {timeout:?}{}",
-            tail_text(tail)
-        ));
-    }
-    let uri = match format!("http://127.0.0.1:{port}/").parse() {
+    let endpoint = match ready {
+        Ok(endpoint) => endpoint,
+        Err(reason) => {
+            let _ = terminate(child, pid, w.grace).await;
+            drain(io).await;
+            return Exit::StartFailed(format!("{reason}{}", tail_text(tail)));
+        }
+    };
+    let authority = endpoint.authority(w.seq);
+    let uri = match format!("http://{authority}/").parse() {
         Ok(uri) => uri,
         Err(e) => {
             let _ = terminate(child, pid, w.grace).await;
             return Exit::StartFailed(format!("invalid worker url: {e}"));
         }
     };
-    w.pool.ready(w.id, uri);
-    debug!(function = %w.pool.key, instance = w.id, pid, port, "worker ready");
+    let socket = match &endpoint {
+        Endpoint::Unix(path) => Some(path.clone()),
+        Endpoint::Tcp { .. } => None,
+    };
+    debug!(
+        function = %w.pool.key, instance = w.id, pid, port, socket = ?socket, "worker ready"
+    );
+    w.endpoints.insert(authority.clone(), w.seq, endpoint);
+    // Dropped when this returns: no new connection to the worker after that.
+    let _registered = Registration {
+        endpoints: &w.endpoints,
+        authority,
+        seq: w.seq,
+    };
+    w.pool.ready(w.id, uri, socket);
 
     let status = tokio::select! {
         biased;
@@ -200,6 +236,44 @@ async fn lifecycle(
         describe(status),
         tail_text(tail)
     ))
+}
+
+/// The endpoint of a ready worker, removed on drop.
+struct Registration<'a> {
+    endpoints: &'a Endpoints,
+    authority: String,
+    seq: u64,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.endpoints.remove(&self.authority, self.seq);
+    }
+}
+
+/// A worker's socket path: anything left there is removed before the start
+/// and after the end.
+struct SocketFile(PathBuf);
+
+impl SocketFile {
+    fn new(path: &std::path::Path) -> Self {
+        remove_socket(path);
+        Self(path.to_owned())
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        remove_socket(&self.0);
+    }
+}
+
+fn remove_socket(path: &std::path::Path) {
+    if let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        warn!(path = %path.display(), error = %e, "could not remove a worker socket");
+    }
 }
 
 /// Whether the child process `pid` has exited, without reaping it (its
@@ -231,42 +305,41 @@ fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
-/// Polls a TCP connect to the port, with back-off, until it succeeds (true)
-/// or `timeout` passes (false).
-async fn wait_for_port(port: u16, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    let mut delay = Duration::from_millis(2);
-    loop {
-        let connect = TcpStream::connect((Ipv4Addr::LOCALHOST, port));
-        if let Ok(Ok(_)) = tokio::time::timeout_at(deadline, connect).await {
-            return true;
-        }
-        if Instant::now() + delay >= deadline {
-            return false;
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(100));
-    }
-}
-
-/// SIGTERM to the worker's group, SIGKILL after `grace`, then reaps it.
+/// SIGTERM to the worker's group, SIGKILL after `grace` to whatever of the
+/// group is left (a shell leader may exit at once while its worker child
+/// still finishes), then reaps the leader.
 async fn terminate(
     child: &mut Child,
     pid: Option<u32>,
     grace: Duration,
 ) -> std::io::Result<ExitStatus> {
+    let deadline = Instant::now() + grace;
     if !signal_group(pid, Signal::SIGTERM) {
         let _ = child.start_kill();
     }
-    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+    if tokio::time::timeout_at(deadline, child.wait())
+        .await
+        .is_err()
+    {
         signal_group(pid, Signal::SIGKILL);
         if let Err(e) = child.kill().await {
             warn!(pid, error = %e, "could not kill worker");
         }
     }
-    // Children that outlived the leader.
+    // The rest of the group gets the rest of the grace, polled.
+    let mut delay = Duration::from_millis(1);
+    while group_alive(pid) && Instant::now() + delay < deadline {
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(50));
+    }
     signal_group(pid, Signal::SIGKILL);
     child.wait().await
+}
+
+/// Whether a process of the group led by `pid` is left.
+fn group_alive(pid: Option<u32>) -> bool {
+    pid.and_then(|p| i32::try_from(p).ok())
+        .is_some_and(|p| killpg(Pid::from_raw(p), None).is_ok())
 }
 
 /// Sends `signal` to the process group led by `pid`. False when it could

@@ -33,9 +33,15 @@
 //!         .function("get", |ctx: &mut Context| {
 //!             Ok(ctx.main()?.get("count").cloned()) // read only: main not sent back
 //!         })
-//!         .run_blocking() // port from env PORT (default 8080)
+//!         .run_blocking() // OPRC_SOCKET, else env PORT (default 8080)
 //! }
 //! ```
+//!
+//! # Where it listens
+//! [`App::run`] listens on the Unix socket named by `OPRC_SOCKET` when the
+//! node's process engine sets it (in a directory only the node's user can
+//! enter, so tasks reach this worker and no other process), else on
+//! `HOST:PORT`.
 //!
 //! # Protocol details
 //! - `POST` on any path runs a task; `GET /healthz` and `GET /readyz` answer

@@ -1,9 +1,12 @@
 //! The HTTP side: `POST` (any path) runs a task, `GET /healthz` and
-//! `GET /readyz` answer 200.
+//! `GET /readyz` answer 200. Served on TCP, or on the Unix socket the
+//! node's process engine names in `OPRC_SOCKET`.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+#[cfg(unix)]
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Json;
@@ -16,6 +19,8 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use oprc_core::Task;
 use tokio::net::TcpListener;
+#[cfg(unix)]
+use tokio::net::UnixListener;
 
 use crate::App;
 use crate::app::failure;
@@ -54,10 +59,46 @@ impl App {
             .await
     }
 
-    /// Serves tasks on port `PORT` (default 8080) of address `HOST` (default
-    /// `0.0.0.0`) until SIGINT or SIGTERM. This is what a process function's
-    /// `main` calls.
+    /// Serves tasks on the Unix socket `listener` until the process ends.
+    #[cfg(unix)]
+    pub async fn serve_unix(self, listener: UnixListener) -> io::Result<()> {
+        self.serve_unix_with_shutdown(listener, std::future::pending())
+            .await
+    }
+
+    /// Serves tasks on the Unix socket `listener` until `shutdown`
+    /// completes, then finishes the requests in flight.
+    #[cfg(unix)]
+    pub async fn serve_unix_with_shutdown<F>(
+        self,
+        listener: UnixListener,
+        shutdown: F,
+    ) -> io::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        axum::serve(listener, self.into_router())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+
+    /// Serves tasks until SIGINT or SIGTERM: on the Unix socket `OPRC_SOCKET`
+    /// when it is set (the node's process engine sets it; the socket file is
+    /// removed at the end), else on port `PORT` (default 8080) of address
+    /// `HOST` (default `0.0.0.0`). This is what a process function's `main`
+    /// calls.
     pub async fn run(self) -> io::Result<()> {
+        #[cfg(unix)]
+        if let Some(path) = std::env::var_os("OPRC_SOCKET").filter(|p| !p.is_empty()) {
+            let path = PathBuf::from(path);
+            let listener = bind_unix(&path)?;
+            tracing::info!(socket = %path.display(), functions = ?self.names(), "serving");
+            let served = self
+                .serve_unix_with_shutdown(listener, shutdown_signal())
+                .await;
+            let _ = std::fs::remove_file(&path);
+            return served;
+        }
         let addr = addr_from_env(
             std::env::var("HOST").ok().as_deref(),
             std::env::var("PORT").ok().as_deref(),
@@ -75,6 +116,19 @@ impl App {
             .build()?
             .block_on(self.run())
     }
+}
+
+/// Binds a Unix socket at `path`, replacing a socket left there (never
+/// another kind of file).
+#[cfg(unix)]
+pub(crate) fn bind_unix(path: &Path) -> io::Result<UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && meta.file_type().is_socket()
+    {
+        std::fs::remove_file(path)?;
+    }
+    UnixListener::bind(path)
 }
 
 fn addr_from_env(host: Option<&str>, port: Option<&str>) -> io::Result<SocketAddr> {
@@ -167,6 +221,22 @@ async fn task(State(app): State<Arc<App>>, method: Method, body: Bytes) -> Respo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn unix_socket_replaces_a_stale_socket_but_no_other_file() {
+        let dir = std::env::temp_dir().join(format!("oprc-sdk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("w.sock");
+        drop(bind_unix(&path).unwrap());
+        assert!(path.exists(), "a stale socket is left");
+        drop(bind_unix(&path).expect("the stale socket is replaced"));
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, "data").unwrap();
+        assert!(bind_unix(&path).is_err(), "a regular file is not removed");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "data");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn address_comes_from_env_with_defaults() {

@@ -15,7 +15,7 @@ answers with completions that carry only what the handler changed::
         return {"count": ctx.main.data["count"]}
 
     if __name__ == "__main__":
-        app.run()  # port from env PORT, default 8080
+        app.run()  # OPRC_SOCKET when the node sets it, else env PORT (default 8080)
 """
 
 from .app import App, Handler, RunningServer

@@ -4,6 +4,11 @@ Protocol (Oparaca task offloading): the platform POSTs a task JSON to the
 worker, the worker answers ``200`` with a completion JSON. A handler failure
 is still a ``200`` with ``success: false``; only a request that is not a task
 at all gets ``400``. ``GET /healthz`` answers ``200`` for liveness checks.
+
+The node's process engine sets ``OPRC_SOCKET`` (a Unix socket path in a
+directory only the node's user can enter) besides ``PORT``; ``App.run``
+listens on that socket when it is set, so tasks reach this worker and no
+other process.
 """
 
 import asyncio
@@ -11,6 +16,8 @@ import inspect
 import json
 import os
 import signal
+import socketserver
+import stat
 import sys
 import threading
 import time
@@ -102,7 +109,8 @@ class App:
             # change detection compares against (cheaper than a deep copy).
             task = json.loads(raw)
             snapshot = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            # RecursionError: nested deeper than Python's parser goes.
             return 400, _dump({"success": False, "errorMsg": f"malformed task: not JSON: {e}"})
         problem = _check_task(task)
         if problem is not None:
@@ -134,7 +142,7 @@ class App:
             return 200, _failure(task_id, f"{type(e).__name__}: {e}")
         try:
             return 200, _dump(completion)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, RecursionError) as e:
             return 200, _failure(task_id, f"handler result is not JSON serializable: {e}")
 
     def _await(self, awaitable: Any) -> Any:
@@ -163,18 +171,41 @@ class App:
         server.app = self
         return server
 
+    def make_unix_server(self, path: str) -> socketserver.BaseServer:
+        """A server bound to the Unix socket ``path`` (a stale socket left
+        there is replaced), not yet running."""
+        if not hasattr(socketserver, "UnixStreamServer"):
+            raise OSError("Unix sockets are not available on this platform")
+        _remove_socket(path)
+        server = _UnixServer(path, _UnixRequestHandler)
+        server.app = self
+        return server
+
     def start(self, host: str = "127.0.0.1", port: int = 0) -> "RunningServer":
         """Serves in a background thread; for tests and embedding."""
         return RunningServer(self.make_server(host, port))
 
+    def start_unix(self, path: str) -> "RunningServer":
+        """Serves on the Unix socket ``path`` in a background thread."""
+        return RunningServer(self.make_unix_server(path))
+
     def run(self, port: Optional[int] = None, host: Optional[str] = None) -> None:
-        """Serves until SIGINT/SIGTERM on ``port`` (default: env ``PORT``,
-        else 8080) and ``host`` (default: env ``HOST``, else ``0.0.0.0``)."""
-        if port is None:
-            port = int(os.environ.get("PORT", "8080"))
-        if host is None:
-            host = os.environ.get("HOST", "0.0.0.0")
-        server = self.make_server(host, port)
+        """Serves until SIGINT/SIGTERM. Without arguments, on the Unix socket
+        of env ``OPRC_SOCKET`` when it is set (the node sets it); else on
+        ``port`` (default: env ``PORT``, else 8080) and ``host`` (default:
+        env ``HOST``, else ``0.0.0.0``)."""
+        unix_path = os.environ.get("OPRC_SOCKET") if port is None and host is None else None
+        server: socketserver.BaseServer
+        if unix_path:
+            server = self.make_unix_server(unix_path)
+            where = f"unix:{unix_path}"
+        else:
+            if port is None:
+                port = int(os.environ.get("PORT", "8080"))
+            if host is None:
+                host = os.environ.get("HOST", "0.0.0.0")
+            server = self.make_server(host, port)
+            where = f"{host}:{server.server_address[1]}"
 
         def stop(signum: int, frame: Any) -> None:
             raise KeyboardInterrupt
@@ -183,13 +214,24 @@ class App:
             signal.signal(signal.SIGTERM, stop)
         _watch_node()
         names = ", ".join(self._handlers) or "no handlers"
-        print(f"oprc: serving {names} on {host}:{server.server_address[1]}", file=sys.stderr, flush=True)
+        print(f"oprc: serving {names} on {where}", file=sys.stderr, flush=True)
         try:
             server.serve_forever()
         except KeyboardInterrupt:
             pass
         finally:
             server.server_close()
+            if unix_path:
+                _remove_socket(unix_path)
+
+
+def _remove_socket(path: str) -> None:
+    """Removes a Unix socket left at ``path`` (never any other file)."""
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _watch_node() -> None:
@@ -224,29 +266,41 @@ def _watch_node() -> None:
 class RunningServer:
     """A server running in a background thread; a context manager."""
 
-    def __init__(self, server: ThreadingHTTPServer) -> None:
+    def __init__(self, server: socketserver.BaseServer) -> None:
         self.server = server
         self._thread = threading.Thread(target=server.serve_forever, name="oprc-server", daemon=True)
         self._thread.start()
 
     @property
+    def path(self) -> Optional[str]:
+        """The Unix socket path, for a server from ``start_unix``; else None."""
+        address = self.server.server_address
+        if isinstance(address, bytes):
+            address = address.decode()
+        return address if isinstance(address, str) else None
+
+    @property
     def port(self) -> int:
-        """The bound port (useful after binding port 0)."""
+        """The bound port (useful after binding port 0); TCP servers only."""
+        if self.path is not None:
+            raise AttributeError("a server on a Unix socket has no port")
         return int(self.server.server_address[1])
 
     @property
     def url(self) -> str:
-        """``http://host:port``."""
+        """``http://host:port``; TCP servers only."""
         host = self.server.server_address[0]
         if isinstance(host, bytes):
             host = host.decode()
         return f"http://{host}:{self.port}"
 
     def stop(self) -> None:
-        """Stops serving and closes the socket."""
+        """Stops serving and closes the socket (a Unix socket is removed)."""
         self.server.shutdown()
         self.server.server_close()
         self._thread.join()
+        if self.path is not None:
+            _remove_socket(self.path)
 
     def __enter__(self) -> "RunningServer":
         return self
@@ -266,7 +320,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the platform reuses connections
     server_version = "oprc-python"
     disable_nagle_algorithm = True  # headers and body go out in separate writes
-    server: _Server
+    server: Any  # _Server or _UnixServer: both carry the app
 
     def do_GET(self) -> None:
         if self.path.split("?", 1)[0] in ("/healthz", "/readyz"):
@@ -325,6 +379,21 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.app.log_requests:
             super().log_message(format, *args)
+
+
+class _UnixRequestHandler(_RequestHandler):
+    disable_nagle_algorithm = False  # not a TCP socket
+
+    def address_string(self) -> str:
+        return "unix"
+
+
+if hasattr(socketserver, "UnixStreamServer"):
+
+    class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+        daemon_threads = True
+        request_queue_size = 128
+        app: App
 
 
 def _check_task(task: Any) -> Optional[str]:

@@ -190,6 +190,14 @@ class ServerTest(unittest.TestCase):
         self.assertFalse(c["success"])
         self.assertIn("malformed task", c["errorMsg"])
 
+    def test_deeply_nested_json_is_400_and_the_worker_lives_on(self) -> None:
+        deep = b"[" * 100_000 + b"]" * 100_000
+        status, c = self.request("POST", "/", deep)
+        self.assertEqual(status, 400)
+        self.assertIn("malformed task", c["errorMsg"])
+        status, _ = self.request("GET", "/healthz", b"")
+        self.assertEqual(status, 200)
+
     def test_non_task_json_is_400(self) -> None:
         for body in (b"null", b"[1]", b'{"fbName": "get"}', b'{"id": "i", "fbName": "get", "main": 3}'):
             with self.subTest(body=body):

@@ -3,6 +3,7 @@
 //! [`PoolState::reconcile`] which instances to add or drain, workers report
 //! their lifecycle. Time is a parameter, so tests need no clock.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::Uri;
@@ -45,6 +46,8 @@ pub(crate) struct Instance {
     pub port: Option<u16>,
     /// Set when ready.
     pub uri: Option<Uri>,
+    /// The Unix socket it takes calls on, when it listens there.
+    pub socket: Option<PathBuf>,
     pub in_flight: u32,
     pub served: u64,
     pub started_at: Instant,
@@ -240,6 +243,7 @@ impl PoolState {
             pid: None,
             port: None,
             uri: None,
+            socket: None,
             in_flight: 0,
             served: 0,
             started_at: now,
@@ -281,11 +285,12 @@ impl PoolState {
         }
     }
 
-    pub fn ready(&mut self, id: u64, uri: Uri, now: Instant) {
+    pub fn ready(&mut self, id: u64, uri: Uri, socket: Option<PathBuf>, now: Instant) {
         self.consecutive_failures = 0;
         self.start_after = None;
         if let Some(inst) = self.find(id) {
             inst.uri = Some(uri);
+            inst.socket = socket;
             inst.last_used = now;
             if inst.state == InstanceState::Starting {
                 inst.state = InstanceState::Ready;
@@ -323,6 +328,7 @@ impl PoolState {
                 state: i.state,
                 pid: i.pid,
                 port: i.port,
+                socket: i.socket.clone(),
                 in_flight: i.in_flight,
                 served: i.served,
                 uptime_ms: u64::try_from(now.saturating_duration_since(i.started_at).as_millis())

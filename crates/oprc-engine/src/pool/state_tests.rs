@@ -24,7 +24,7 @@ fn all_ready(st: &mut PoolState, now: Instant) {
         let uri: Uri = format!("http://127.0.0.1:{}/", 9000 + id)
             .parse()
             .expect("valid uri");
-        st.ready(id, uri, now);
+        st.ready(id, uri, None, now);
     }
 }
 

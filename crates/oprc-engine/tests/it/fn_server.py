@@ -1,11 +1,17 @@
-# A tiny task function for the engine tests. Listens on 127.0.0.1:$PORT and
-# answers every POST with a completion echoing the task. Task `args` steer it:
-# sleep (seconds), status (http status to answer), exit (die mid-call).
+# A tiny task function for the engine tests. Listens on 127.0.0.1:$PORT, or
+# on the Unix socket $OPRC_SOCKET when FN_TRANSPORT=unix, and answers every
+# POST with a completion echoing the task. Task `args` steer it: sleep
+# (seconds), status (http status to answer), exit (die mid-call). With
+# TERM_MARK set, SIGTERM writes "term <pid>" there and exits.
 import json
 import os
+import signal
+import socketserver
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+UNIX = os.environ.get("FN_TRANSPORT") == "unix"
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -32,6 +38,9 @@ class Handler(BaseHTTPRequestHandler):
                 "contentType": self.headers.get("content-type"),
                 "traceparent": self.headers.get("traceparent"),
                 "greeting": os.environ.get("GREETING"),
+                "transport": "unix" if UNIX else "tcp",
+                "socket": os.environ.get("OPRC_SOCKET"),
+                "port": os.environ.get("PORT"),
             },
         }
         data = json.dumps(answer).encode()
@@ -42,8 +51,24 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+def on_term(signum, frame):
+    with open(os.environ["TERM_MARK"], "w") as f:
+        f.write(f"term {os.getpid()}")
+    os._exit(0)
+
+
 if __name__ == "__main__":
-    port = int(os.environ["PORT"])
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    print(f"listening on {port}", flush=True)
+    if os.environ.get("TERM_MARK"):
+        signal.signal(signal.SIGTERM, on_term)
+    if UNIX:
+        server = UnixServer(os.environ["OPRC_SOCKET"], Handler)
+        print(f"listening on {os.environ['OPRC_SOCKET']}", flush=True)
+    else:
+        port = int(os.environ["PORT"])
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        print(f"listening on {port}", flush=True)
     server.serve_forever()

@@ -30,7 +30,7 @@ async fn http_deployment_is_called_at_its_url() {
     let h = &engine.handle;
     let f = key("static");
     let url = format!("http://127.0.0.1:{port}/");
-    h.deploy(f.clone(), Deployment::Http { url: url.clone() })
+    h.deploy(f.clone(), Deployment::Http { url: url.clone() }, 1)
         .expect("valid deployment");
 
     let answer = call(h, &f, json!({"x": "1"})).await.expect("answer");

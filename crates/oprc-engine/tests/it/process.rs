@@ -22,7 +22,8 @@ async fn cold_start_then_invoke_answers_the_task() {
     let f = key("cold");
     let mut s = spec();
     s.env.insert("GREETING".into(), "hello".into());
-    h.deploy(f.clone(), Deployment::Process(s)).expect("valid");
+    h.deploy(f.clone(), Deployment::Process(s), 1)
+        .expect("valid");
     assert!(
         h.status()
             .deployment(&f)
@@ -35,7 +36,7 @@ async fn cold_start_then_invoke_answers_the_task() {
     let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     headers.insert("traceparent", HeaderValue::from_static(trace));
     let answer = h
-        .invoke(&f, task(json!({"a": "b"})), WITHIN, &headers)
+        .invoke(&f, None, task(json!({"a": "b"})), WITHIN, &headers)
         .await
         .expect("answer");
     let answer: Value = serde_json::from_slice(&answer).expect("json");
@@ -64,7 +65,7 @@ async fn min_instances_start_without_calls() {
     };
     engine
         .handle
-        .deploy(f.clone(), Deployment::Process(s))
+        .deploy(f.clone(), Deployment::Process(s), 1)
         .expect("valid");
     wait_ready(&engine.handle, &f, 2).await;
     engine.stop().await;
@@ -80,7 +81,8 @@ async fn load_scales_up_but_never_above_max() {
         concurrency: 1,
         ..spec()
     };
-    h.deploy(f.clone(), Deployment::Process(s)).expect("valid");
+    h.deploy(f.clone(), Deployment::Process(s), 1)
+        .expect("valid");
 
     let mut calls = JoinSet::new();
     for _ in 0..8 {
@@ -122,7 +124,8 @@ async fn idle_pool_scales_to_zero_and_cold_starts_again() {
         idle_timeout: Duration::from_millis(200),
         ..spec()
     };
-    h.deploy(f.clone(), Deployment::Process(s)).expect("valid");
+    h.deploy(f.clone(), Deployment::Process(s), 1)
+        .expect("valid");
     let first = pid_of(&call(h, &f, json!({})).await.expect("answer"));
 
     eventually("the idle instance is stopped", WITHIN, || {
@@ -155,7 +158,8 @@ async fn crashed_worker_is_restarted_to_keep_min() {
         min_instances: 1,
         ..spec()
     };
-    h.deploy(f.clone(), Deployment::Process(s)).expect("valid");
+    h.deploy(f.clone(), Deployment::Process(s), 1)
+        .expect("valid");
     let old = wait_ready(h, &f, 1).await[0];
     let pid = i32::try_from(old).expect("pid fits");
     kill(Pid::from_raw(pid), Signal::SIGKILL).expect("kill the worker");
@@ -177,7 +181,7 @@ async fn call_on_a_worker_that_dies_is_unreachable() {
     let engine = Engine::start();
     let h = &engine.handle;
     let f = key("dies");
-    h.deploy(f.clone(), Deployment::Process(spec()))
+    h.deploy(f.clone(), Deployment::Process(spec()), 1)
         .expect("valid");
     let err = call(h, &f, json!({"exit": true})).await.unwrap_err();
     assert!(matches!(err, InvokeError::Unreachable { .. }), "{err}");
@@ -197,7 +201,7 @@ async fn slow_function_times_out() {
     let engine = Engine::start();
     let h = &engine.handle;
     let f = key("slow");
-    h.deploy(f.clone(), Deployment::Process(spec()))
+    h.deploy(f.clone(), Deployment::Process(spec()), 1)
         .expect("valid");
     call(h, &f, json!({})).await.expect("warm up");
     let started = Instant::now();
@@ -215,7 +219,7 @@ async fn non_200_answer_is_a_status_error() {
     let engine = Engine::start();
     let h = &engine.handle;
     let f = key("fails");
-    h.deploy(f.clone(), Deployment::Process(spec()))
+    h.deploy(f.clone(), Deployment::Process(spec()), 1)
         .expect("valid");
     match call(h, &f, json!({"status": "500"})).await {
         Err(InvokeError::Status { code, body_snippet }) => {
@@ -239,7 +243,8 @@ async fn worker_that_exits_at_start_makes_calls_unavailable() {
         max_instances: 1,
         ..ProcessSpec::shell("echo boom >&2; exit 3")
     };
-    h.deploy(f.clone(), Deployment::Process(s)).expect("valid");
+    h.deploy(f.clone(), Deployment::Process(s), 1)
+        .expect("valid");
     match call(h, &f, json!({})).await {
         Err(InvokeError::Unavailable { reason }) => {
             assert!(reason.contains("exit status: 3"), "{reason}");
@@ -273,7 +278,8 @@ async fn worker_that_never_listens_fails_readiness() {
         readiness_timeout: Duration::from_millis(300),
         ..ProcessSpec::new(vec!["sleep".into(), "30".into()])
     };
-    h.deploy(f.clone(), Deployment::Process(s)).expect("valid");
+    h.deploy(f.clone(), Deployment::Process(s), 1)
+        .expect("valid");
     let caller = {
         let (h, f) = (h.clone(), f.clone());
         tokio::spawn(async move { call(&h, &f, json!({})).await })
@@ -304,7 +310,7 @@ async fn replacing_a_deployment_drains_the_old_workers() {
     let f = key("replace");
     let mut v1 = spec();
     v1.env.insert("GREETING".into(), "v1".into());
-    h.deploy(f.clone(), Deployment::Process(v1.clone()))
+    h.deploy(f.clone(), Deployment::Process(v1.clone()), 1)
         .expect("valid");
     let old = pid_of(&call(h, &f, json!({})).await.expect("answer"));
 
@@ -320,7 +326,8 @@ async fn replacing_a_deployment_drains_the_old_workers() {
 
     let mut v2 = v1.clone();
     v2.env.insert("GREETING".into(), "v2".into());
-    h.deploy(f.clone(), Deployment::Process(v2)).expect("valid");
+    h.deploy(f.clone(), Deployment::Process(v2), 1)
+        .expect("valid");
     assert!(alive(old), "the old worker still serves its call");
     let status = h.status();
     let draining = status.deployments.iter().find(|d| d.draining);
@@ -348,7 +355,7 @@ async fn replacing_a_deployment_drains_the_old_workers() {
     let current = ready_pids(&h.status(), &f);
     let mut same = v1;
     same.env.insert("GREETING".into(), "v2".into());
-    h.deploy(f.clone(), Deployment::Process(same))
+    h.deploy(f.clone(), Deployment::Process(same), 1)
         .expect("valid");
     assert_eq!(ready_pids(&h.status(), &f), current);
     engine.stop().await;
@@ -359,7 +366,7 @@ async fn undeployed_function_is_not_deployed() {
     let engine = Engine::start();
     let h = &engine.handle;
     let f = key("gone");
-    h.deploy(f.clone(), Deployment::Process(spec()))
+    h.deploy(f.clone(), Deployment::Process(spec()), 1)
         .expect("valid");
     let pid = pid_of(&call(h, &f, json!({})).await.expect("answer"));
     assert!(h.undeploy(&f));
@@ -382,7 +389,9 @@ async fn invalid_deployments_are_refused() {
         max_instances: 1,
         ..spec()
     };
-    let err = h.deploy(key("bad"), Deployment::Process(bad)).unwrap_err();
+    let err = h
+        .deploy(key("bad"), Deployment::Process(bad), 1)
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidDeployment { .. }), "{err}");
     let err = h
         .deploy(
@@ -390,6 +399,7 @@ async fn invalid_deployments_are_refused() {
             Deployment::Http {
                 url: "https://x/".into(),
             },
+            1,
         )
         .unwrap_err();
     assert!(err.to_string().contains("https"), "{err}");
@@ -413,9 +423,9 @@ async fn shutdown_stops_every_worker() {
         min_instances: 1,
         ..ProcessSpec::shell(format!("python3 {SCRIPT}; true"))
     };
-    h.deploy(a.clone(), Deployment::Process(two))
+    h.deploy(a.clone(), Deployment::Process(two), 1)
         .expect("valid");
-    h.deploy(b.clone(), Deployment::Process(wrapped))
+    h.deploy(b.clone(), Deployment::Process(wrapped), 1)
         .expect("valid");
     let mut workers = wait_ready(&h, &a, 2).await;
     workers.extend(wait_ready(&h, &b, 1).await);
@@ -440,7 +450,7 @@ async fn shutdown_stops_every_worker() {
     let err = call(&h, &a, json!({})).await.unwrap_err();
     assert!(matches!(err, InvokeError::Unavailable { .. }), "{err}");
     let err = h
-        .deploy(key("late"), Deployment::Process(spec()))
+        .deploy(key("late"), Deployment::Process(spec()), 1)
         .unwrap_err();
     assert_eq!(err, Error::ShutDown);
 }
@@ -454,7 +464,8 @@ async fn calls_waiting_at_shutdown_fail_at_once() {
         readiness_timeout: Duration::from_secs(30),
         ..ProcessSpec::new(vec!["sleep".into(), "30".into()])
     };
-    h.deploy(f.clone(), Deployment::Process(s)).expect("valid");
+    h.deploy(f.clone(), Deployment::Process(s), 1)
+        .expect("valid");
     let caller = {
         let (h, f) = (h.clone(), f.clone());
         tokio::spawn(async move { call_within(&h, &f, json!({}), Duration::from_secs(30)).await })

@@ -13,6 +13,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/fn_server.py");
+pub const SQUAT_WORKER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/squat_worker.py");
+pub const UNLISTEN_SERVER: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/unlisten_server.py");
+/// The Python SDK of this repository.
+pub const PYTHON_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk/python");
 
 /// An engine service running on a background task.
 pub struct Engine {
@@ -23,11 +28,10 @@ pub struct Engine {
 
 impl Engine {
     pub fn start() -> Self {
-        let options = Options {
-            reconcile_interval: Duration::from_millis(20),
-            stop_grace: Duration::from_secs(2),
-            ..Options::default()
-        };
+        Self::start_with(options())
+    }
+
+    pub fn start_with(options: Options) -> Self {
         let service = Service::new(options);
         let handle = service.handle();
         let cancel = CancellationToken::new();
@@ -46,6 +50,15 @@ impl Engine {
             .await
             .expect("engine stops within 10 s")
             .expect("engine task does not panic");
+    }
+}
+
+/// The engine options of the tests: a fast supervisor, a short grace.
+pub fn options() -> Options {
+    Options {
+        reconcile_interval: Duration::from_millis(20),
+        stop_grace: Duration::from_secs(2),
+        ..Options::default()
     }
 }
 
@@ -82,7 +95,9 @@ pub async fn call_within(
     args: Value,
     timeout: Duration,
 ) -> Result<Value, InvokeError> {
-    let answer = h.invoke(f, task(args), timeout, &HeaderMap::new()).await?;
+    let answer = h
+        .invoke(f, None, task(args), timeout, &HeaderMap::new())
+        .await?;
     Ok(serde_json::from_slice(&answer).expect("the function answers json"))
 }
 
@@ -127,6 +142,21 @@ pub async fn wait_ready(h: &Handle, f: &FunctionKey, n: usize) -> Vec<u32> {
         },
     )
     .await
+}
+
+/// The instances of `f`'s current deployment.
+pub fn instances(h: &Handle, f: &FunctionKey) -> Vec<oprc_engine::InstanceStatus> {
+    h.status()
+        .deployment(f)
+        .map(|d| d.instances.clone())
+        .unwrap_or_default()
+}
+
+/// The test function, listening on its Unix socket.
+pub fn unix_spec() -> ProcessSpec {
+    let mut s = spec();
+    s.env.insert("FN_TRANSPORT".into(), "unix".into());
+    s
 }
 
 /// Whether a process runs (a zombie counts as gone).

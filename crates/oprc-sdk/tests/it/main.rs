@@ -174,3 +174,63 @@ async fn healthz_answers_ok() {
     assert_eq!(resp.json::<Value>().await.unwrap(), json!({"status": "ok"}));
     server.stop().await;
 }
+
+/// Tasks over a Unix socket (what `App::run` listens on when the node sets
+/// `OPRC_SOCKET`), two on one keep-alive connection.
+#[cfg(unix)]
+#[tokio::test]
+async fn counter_over_a_unix_socket() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    let dir = std::env::temp_dir().join(format!("oprc-sdk-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("w.sock");
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let done = tokio::spawn(counter().serve_unix_with_shutdown(listener, async {
+        let _ = rx.await;
+    }));
+
+    let stream = tokio::net::UnixStream::connect(&path).await.unwrap();
+    let mut stream = BufReader::new(stream);
+    for by in [2, 3] {
+        let mut t = task("increment", Some(json!({"count": 1})));
+        t["args"] = json!({"by": by.to_string()});
+        let body = t.to_string();
+        let request = format!(
+            "POST / HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream
+            .get_mut()
+            .write_all(request.as_bytes())
+            .await
+            .unwrap();
+        let mut length = 0;
+        let mut status = String::new();
+        stream.read_line(&mut status).await.unwrap();
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        loop {
+            let mut line = String::new();
+            stream.read_line(&mut line).await.unwrap();
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut answer = vec![0; length];
+        stream.read_exact(&mut answer).await.unwrap();
+        let answer: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(answer["body"], json!({"count": 1 + by}));
+    }
+    drop(stream);
+    let _ = tx.send(());
+    done.await.unwrap().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
