@@ -81,6 +81,25 @@ pub(crate) fn cluster_only(doc: &Document, f: &ResolvedFunction) -> Option<Diagn
     ))
 }
 
+/// Whether a function would run as local worker processes.
+pub(crate) fn is_process(f: &ResolvedFunction) -> bool {
+    f.kind == FunctionType::Task && f.provision.as_ref().is_some_and(|p| p.process.is_some())
+}
+
+/// A process function on a node that runs none (`--no-process-functions`).
+pub(crate) fn process_refused(doc: &Document, f: &ResolvedFunction) -> Diagnostic {
+    let path = format!("{}.provision.process", path_of(doc, f));
+    Diagnostic::error(
+        doc.position(&path),
+        path,
+        format!(
+            "`{}` runs a local command, and this node runs none (--no-process-functions): \
+             use `provision.http.url` or `config.staticUrl`, or start the node without that flag",
+            f.name
+        ),
+    )
+}
+
 pub(crate) fn missing(doc: &Document, f: &ResolvedFunction) -> Diagnostic {
     let path = path_of(doc, f);
     Diagnostic::error(

@@ -2,9 +2,11 @@
 //! module and class runtime manager).
 //!
 //! Applying a package: parse and validate it against the whole catalog
-//! (`oprc-package`), hand its task functions to the FaaS engine, store its
-//! source durably, then swap in the new catalog atomically, so readers see
-//! either the old or the new classes, never a mix. Nothing is stored or
+//! (`oprc-package`), hand its task functions to the FaaS engine (each at
+//! the revision `ResolvedFunction::fingerprint`, so the engine refuses a
+//! call planned against another definition), store its source durably,
+//! then swap in the new catalog atomically, so readers see either the old
+//! or the new classes, never a mix. Nothing is stored or
 //! changed when anything is invalid. At start, the stored packages are
 //! loaded and deployed again.
 //!
@@ -51,7 +53,25 @@ pub struct Registry {
     inner: Arc<Inner>,
 }
 
+/// Options of the registry.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `false`: functions with `provision.process` are refused when a
+    /// package is applied, and not started when stored (the node then
+    /// runs no command a package names).
+    pub process_functions: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            process_functions: true,
+        }
+    }
+}
+
 struct Inner {
+    options: Options,
     catalog: Arc<ArcSwap<Catalog>>,
     state: Arc<dyn StateStore>,
     engine: oprc_engine::Handle,
@@ -64,6 +84,15 @@ impl Registry {
     pub async fn open(
         state: Arc<dyn StateStore>,
         engine: oprc_engine::Handle,
+    ) -> Result<Self, Error> {
+        Self::open_with(state, engine, Options::default()).await
+    }
+
+    /// [`Registry::open`] with options.
+    pub async fn open_with(
+        state: Arc<dyn StateStore>,
+        engine: oprc_engine::Handle,
+        options: Options,
     ) -> Result<Self, Error> {
         let mut docs = Vec::new();
         for (name, source) in state.list_packages().await? {
@@ -79,14 +108,19 @@ impl Registry {
         let catalog = Catalog::load(docs)
             .map_err(|e| Error::Refused(format!("stored packages do not load: {e}")))?;
         for f in catalog.functions() {
+            if !options.process_functions && deploy::is_process(f) {
+                tracing::warn!(function = %f.key, "process functions are disabled on this node; stored function not started");
+                continue;
+            }
             if let Some(d) = deploy::deployment_of(f)
-                && let Err(e) = engine.deploy(f.key.clone(), d)
+                && let Err(e) = engine.deploy(f.key.clone(), d, f.revision())
             {
                 tracing::error!(function = %f.key, error = %e, "cannot deploy stored function");
             }
         }
         Ok(Self {
             inner: Arc::new(Inner {
+                options,
                 catalog: Arc::new(ArcSwap::from_pointee(catalog)),
                 state,
                 engine,
@@ -112,19 +146,31 @@ impl Registry {
 
     /// Creates or replaces a package from its YAML or JSON source.
     pub async fn apply(&self, source: &str) -> Result<Applied, Error> {
-        let doc = oprc_package::parse(source).map_err(Error::Invalid)?;
+        // Parsing and resolving are CPU work (milliseconds for a big
+        // package): off the async runtime.
+        let text = source.to_owned();
+        let doc = blocking(move || oprc_package::parse(&text)).await??;
         let _write = self.inner.write.lock().await;
         let current = self.inner.catalog.load_full();
         let created = current.package(doc.name()).is_none();
-        let applied = current.apply(&doc).map_err(Error::Invalid)?;
+        let (doc, applied) = blocking(move || {
+            let applied = current.apply(&doc);
+            applied.map(|a| (doc, a))
+        })
+        .await??;
+        let current = self.inner.catalog.load_full();
         let package = applied.package.clone();
         // Check every deployment before changing anything.
         let mut deployments = Vec::new();
         let mut problems = Vec::new();
         let mut warnings = applied.warnings;
         for f in package_functions(&applied.catalog, doc.name()) {
+            if !self.inner.options.process_functions && deploy::is_process(f) {
+                problems.push(deploy::process_refused(&doc, f));
+                continue;
+            }
             match deploy::deployment_of(f) {
-                Some(d) => deployments.push((f.key.clone(), d)),
+                Some(d) => deployments.push((f.key.clone(), d, f.revision())),
                 None if deploy::needs_deployment(f) => problems.push(deploy::missing(&doc, f)),
                 None => warnings.extend(deploy::cluster_only(&doc, f)),
             }
@@ -135,14 +181,17 @@ impl Registry {
         warnings.extend(deploy::node_level_settings(&doc));
         self.inner.state.put_package(doc.name(), source).await?;
         // Functions the new version no longer has.
-        let keep: Vec<_> = deployments.iter().map(|(k, _)| k.clone()).collect();
+        let keep: Vec<_> = deployments.iter().map(|(k, _, _)| k.clone()).collect();
         for f in package_functions(&current, doc.name()) {
             if !keep.contains(&f.key) {
                 self.inner.engine.undeploy(&f.key);
             }
         }
-        for (key, d) in deployments {
-            if let Err(e) = self.inner.engine.deploy(key.clone(), d) {
+        // Each at its function's fingerprint: a call planned against the
+        // previous definition is then refused by the engine
+        // (`InvokeError::Changed`) instead of running on the new one.
+        for (key, d, revision) in deployments {
+            if let Err(e) = self.inner.engine.deploy(key.clone(), d, revision) {
                 // Validated above, so this is an engine-side refusal; the
                 // package is stored, calls to this function will fail.
                 tracing::error!(function = %key, error = %e, "deploy failed");
@@ -175,6 +224,19 @@ impl Registry {
         self.inner.catalog.store(Arc::new(next));
         tracing::info!(package = %name, "package deleted");
         Ok(())
+    }
+}
+
+/// Runs CPU work on a blocking thread; a panic there is a refusal, not a
+/// crash of the node.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Vec<Diagnostic>> + Send + 'static,
+) -> Result<Result<T, Error>, Error> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => Ok(result.map_err(Error::Invalid)),
+        Err(e) => Err(Error::Refused(format!(
+            "the package could not be processed: {e}"
+        ))),
     }
 }
 
