@@ -1,23 +1,28 @@
 //! The hot-object cache: recently read or written objects in memory, so
-//! reads skip the store and its decoding.
+//! reads skip the store and its decoding. Bounded in bytes (an estimate of
+//! each object's size), evicting by quick_cache's CLOCK-Pro policy.
 //!
-//! Writers are authoritative: every committed change (including a delete,
-//! kept as a tombstone) is put in the cache after its commit. Readers only
-//! fill a slot that is empty, so a reader that loaded an object just before
-//! a commit can never overwrite the newer state the writer put there. A
-//! failed commit forgets the object (its state is then unknown). Objects
-//! are evicted at random when a shard is full.
+//! Writers are authoritative: every committed change is put in the cache
+//! after its commit (a delete removes the entry: creates run outside the
+//! object's inbox, so a late delete must not bury a newer create). A
+//! reader that loaded from the store fills the cache, absent objects as
+//! tombstones, only if no write to a key of its stripe happened since it
+//! started loading (a write epoch per stripe, checked and bumped under the
+//! stripe's lock). So a read that raced a commit can never put back an
+//! older state, even when the newer one was evicted in between. A failed
+//! commit forgets the object (its state is unknown).
 
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use oprc_core::ObjectRecord;
 use parking_lot::Mutex;
 
-use crate::inbox::ObjectKey;
+use crate::types::ObjectKey;
 
-const SHARDS: usize = 64;
+const STRIPES: usize = 64;
+/// Bookkeeping per entry beyond the object's own bytes.
+const ENTRY_OVERHEAD: u64 = 96;
 
 /// What the cache knows of an object.
 #[derive(Debug, Clone)]
@@ -27,74 +32,125 @@ pub(crate) enum Slot {
     Gone,
 }
 
+#[derive(Clone)]
+struct Entry {
+    slot: Slot,
+    weight: u64,
+}
+
+#[derive(Clone)]
+struct Weigh;
+
+impl quick_cache::Weighter<ObjectKey, Entry> for Weigh {
+    fn weight(&self, _key: &ObjectKey, entry: &Entry) -> u64 {
+        entry.weight
+    }
+}
+
+/// Where a reader stood before it loaded: pass it back to [`ObjectCache::fill`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket(u64);
+
 pub(crate) struct ObjectCache {
-    shards: Vec<Mutex<HashMap<ObjectKey, Slot>>>,
-    per_shard: usize,
+    entries: Option<quick_cache::sync::Cache<ObjectKey, Entry, Weigh>>,
+    epochs: Vec<Mutex<u64>>,
     hasher: std::collections::hash_map::RandomState,
 }
 
 impl ObjectCache {
-    /// A cache of about `capacity` objects (0 disables it).
-    pub fn new(capacity: usize) -> Self {
+    /// A cache holding about `bytes` of objects (0 disables it).
+    pub fn new(bytes: u64) -> Self {
+        let entries = (bytes > 0).then(|| {
+            let estimated_items = usize::try_from(bytes / 2048).unwrap_or(usize::MAX).max(64);
+            quick_cache::sync::Cache::with_weighter(estimated_items, bytes, Weigh)
+        });
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            per_shard: capacity.div_ceil(SHARDS),
+            entries,
+            epochs: (0..STRIPES).map(|_| Mutex::new(0)).collect(),
             hasher: Default::default(),
         }
     }
 
-    fn shard(&self, key: &ObjectKey) -> &Mutex<HashMap<ObjectKey, Slot>> {
-        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
+    fn epoch(&self, key: &ObjectKey) -> &Mutex<u64> {
+        &self.epochs[(self.hasher.hash_one(key) as usize) % STRIPES]
     }
 
     pub fn get(&self, key: &ObjectKey) -> Option<Slot> {
-        if self.per_shard == 0 {
-            return None;
-        }
-        self.shard(key).lock().get(key).cloned()
+        self.entries.as_ref()?.get(key).map(|e| e.slot)
     }
 
-    fn entry(obj: Option<Arc<ObjectRecord>>) -> Slot {
-        obj.map_or(Slot::Gone, Slot::Live)
+    /// Call before loading `key` from the store.
+    pub fn ticket(&self, key: &ObjectKey) -> Ticket {
+        Ticket(*self.epoch(key).lock())
     }
 
     /// Read path: remembers what the store said, unless a writer got there
-    /// first.
-    pub fn fill(&self, key: ObjectKey, obj: Option<Arc<ObjectRecord>>) {
-        if self.per_shard == 0 {
-            return;
+    /// first (or since the ticket was taken).
+    pub fn fill(&self, key: ObjectKey, obj: Option<Arc<ObjectRecord>>, ticket: Ticket) {
+        let Some(entries) = &self.entries else { return };
+        let epoch = self.epoch(&key).lock();
+        if *epoch == ticket.0 && entries.peek(&key).is_none() {
+            let entry = entry(&key, obj);
+            entries.insert(key, entry);
         }
-        let mut map = self.shard(&key).lock();
-        if map.contains_key(&key) {
-            return;
-        }
-        self.make_room(&mut map);
-        map.insert(key, Self::entry(obj));
     }
 
-    /// Write path: the state just committed (`None`: deleted).
-    pub fn set(&self, key: ObjectKey, obj: Option<Arc<ObjectRecord>>) {
-        if self.per_shard == 0 {
-            return;
-        }
-        let mut map = self.shard(&key).lock();
-        if !map.contains_key(&key) {
-            self.make_room(&mut map);
-        }
-        map.insert(key, Self::entry(obj));
+    /// Write path: the state just committed.
+    pub fn set(&self, key: ObjectKey, obj: Arc<ObjectRecord>) {
+        let Some(entries) = &self.entries else { return };
+        let entry = entry(&key, Some(obj));
+        let mut epoch = self.epoch(&key).lock();
+        *epoch += 1;
+        entries.insert(key, entry);
     }
 
-    /// The state is unknown (a commit failed): read it again next time.
+    /// The state is unknown (a commit failed) or gone: read it again next
+    /// time.
     pub fn forget(&self, key: &ObjectKey) {
-        self.shard(key).lock().remove(key);
+        let Some(entries) = &self.entries else { return };
+        let mut epoch = self.epoch(key).lock();
+        *epoch += 1;
+        entries.remove(key);
     }
 
-    fn make_room(&self, map: &mut HashMap<ObjectKey, Slot>) {
-        if map.len() >= self.per_shard {
-            // Hash maps iterate in a random order: this evicts at random.
-            if let Some(victim) = map.keys().next().cloned() {
-                map.remove(&victim);
-            }
+    /// The estimated bytes held.
+    pub fn weight(&self) -> u64 {
+        self.entries.as_ref().map_or(0, |e| e.weight())
+    }
+}
+
+fn entry(key: &ObjectKey, obj: Option<Arc<ObjectRecord>>) -> Entry {
+    let key_bytes = (key.0.as_str().len() + key.1.as_str().len()) as u64;
+    let object = obj.as_deref().map_or(0, |o| {
+        let files: usize = o.meta.ver_ids.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let refs: usize = o
+            .meta
+            .refs
+            .iter()
+            .map(|(k, v)| k.len() + v.as_str().len())
+            .sum();
+        files + refs + json_size(&o.data)
+    });
+    Entry {
+        slot: obj.map_or(Slot::Gone, Slot::Live),
+        weight: ENTRY_OVERHEAD + 2 * key_bytes + object as u64,
+    }
+}
+
+/// A cheap estimate of a JSON value's size in memory. Values come from
+/// parsers whose nesting is bounded, so the recursion is too.
+pub(crate) fn json_size(v: &serde_json::Value) -> usize {
+    use serde_json::Value as V;
+    const NODE: usize = 32;
+    match v {
+        V::Null | V::Bool(_) | V::Number(_) => NODE,
+        V::String(s) => NODE + s.len(),
+        V::Array(items) => NODE + items.iter().map(json_size).sum::<usize>(),
+        V::Object(map) => {
+            NODE + map
+                .iter()
+                .map(|(k, v)| NODE + k.len() + json_size(v))
+                .sum::<usize>()
         }
     }
 }
@@ -112,10 +168,10 @@ mod tests {
         )
     }
 
-    fn obj(rev: u64) -> ObjectRecord {
-        let mut o = ObjectRecord::new(key(0).0, key(0).1, serde_json::json!({}));
+    fn obj(rev: u64) -> Arc<ObjectRecord> {
+        let mut o = ObjectRecord::new(key(0).0, key(0).1, serde_json::json!({"k": "v"}));
         o.meta.revision = rev;
-        o
+        Arc::new(o)
     }
 
     fn revision(c: Option<Slot>) -> Option<u64> {
@@ -127,28 +183,58 @@ mod tests {
 
     #[test]
     fn a_late_reader_never_overwrites_a_writer() {
-        let cache = ObjectCache::new(100);
-        cache.set(key(0), Some(Arc::new(obj(2))));
-        cache.fill(key(0), Some(Arc::new(obj(1))));
+        let cache = ObjectCache::new(1 << 20);
+        let t = cache.ticket(&key(0));
+        cache.set(key(0), obj(2));
+        cache.fill(key(0), Some(obj(1)), t);
         assert_eq!(revision(cache.get(&key(0))), Some(2));
-        // A delete is remembered, so a stale read cannot resurrect it.
-        cache.set(key(0), None);
-        cache.fill(key(0), Some(Arc::new(obj(2))));
-        assert!(matches!(cache.get(&key(0)), Some(Slot::Gone)));
+        // A delete forgets, so a stale read that started before it cannot
+        // resurrect the object.
+        let t = cache.ticket(&key(0));
         cache.forget(&key(0));
+        cache.fill(key(0), Some(obj(2)), t);
         assert!(cache.get(&key(0)).is_none());
+        // Absence read from the store is remembered.
+        let t = cache.ticket(&key(0));
+        cache.fill(key(0), None, t);
+        assert!(matches!(cache.get(&key(0)), Some(Slot::Gone)));
     }
 
     #[test]
-    fn capacity_is_bounded() {
-        let cache = ObjectCache::new(SHARDS * 2);
+    fn a_reader_that_raced_an_evicted_write_does_not_fill() {
+        let cache = ObjectCache::new(1 << 20);
+        let t = cache.ticket(&key(0));
+        cache.set(key(0), obj(2));
+        // The newer state left the cache (evicted, or forgotten).
+        cache.entries.as_ref().unwrap().remove(&key(0));
+        cache.fill(key(0), Some(obj(1)), t);
+        assert!(cache.get(&key(0)).is_none(), "stale state put back");
+        let t = cache.ticket(&key(0));
+        cache.fill(key(0), Some(obj(2)), t);
+        assert_eq!(revision(cache.get(&key(0))), Some(2));
+    }
+
+    #[test]
+    fn the_cache_is_bounded_in_bytes() {
+        let cache = ObjectCache::new(64 * 1024);
+        let big = {
+            let mut o = ObjectRecord::new(
+                key(0).0,
+                key(0).1,
+                serde_json::json!({"blob": "x".repeat(4096)}),
+            );
+            o.meta.revision = 1;
+            Arc::new(o)
+        };
         for i in 0..1000 {
-            cache.fill(key(i), Some(Arc::new(obj(1))));
+            let t = cache.ticket(&key(i));
+            cache.fill(key(i), Some(big.clone()), t);
+            let t = cache.ticket(&key(i + 5000));
+            cache.fill(key(i + 5000), None, t);
         }
-        let total: usize = cache.shards.iter().map(|s| s.lock().len()).sum();
-        assert!(total <= SHARDS * 2, "{total}");
+        assert!(cache.weight() <= 64 * 1024, "{}", cache.weight());
         let off = ObjectCache::new(0);
-        off.set(key(1), Some(Arc::new(obj(1))));
+        off.set(key(1), obj(1));
         assert!(off.get(&key(1)).is_none());
     }
 }

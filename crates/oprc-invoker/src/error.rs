@@ -5,6 +5,8 @@
 //! `FAILED` and an [`InvocationError`](oprc_core::InvocationError) code
 //! from [`codes`].
 
+use std::time::Duration;
+
 /// Stable codes of failed invocations (`error.code` in the response).
 pub mod codes {
     /// The function reported `success: false`.
@@ -18,15 +20,24 @@ pub mod codes {
     pub const FUNCTION_TIMEOUT: &str = "function_timeout";
     /// The call's input was rejected by a builtin.
     pub const INVALID_ARGUMENT: &str = "invalid_argument";
-    /// The object (or the one to create) does not exist (or already exists).
+    /// The object, class or binding does not exist (any more).
     pub const NOT_FOUND: &str = "not_found";
+    /// `new` or `copy` with an id that exists.
     pub const ALREADY_EXISTS: &str = "already_exists";
-    /// Another writer changed the object first.
+    /// The caller may not call this binding (any more).
+    pub const FORBIDDEN: &str = "forbidden";
+    /// Another writer kept changing the object first.
     pub const CONFLICT: &str = "conflict";
     /// A capability this node does not offer yet.
     pub const UNSUPPORTED: &str = "unsupported";
-    /// The state could not be stored.
+    /// The state could not be stored now; nothing was committed. Retrying
+    /// later may work.
     pub const STORAGE: &str = "storage_unavailable";
+    /// Stored data could not be read (corrupt) or the node failed in a way
+    /// retrying will not fix; nothing was committed.
+    pub const INTERNAL: &str = "internal";
+    /// An async call whose log entry cannot be decoded.
+    pub const UNREADABLE: &str = "unreadable_entry";
 }
 
 /// Why the invoker refused a call.
@@ -47,12 +58,67 @@ pub enum Error {
         modifier: &'static str,
         why: &'static str,
     },
+    /// The request itself is wrong (the caller can fix it).
     #[error("{0}")]
     BadRequest(String),
+    /// An `Idempotency-Key` was used before for a different request.
+    #[error(
+        "idempotency key {key:?} was already used for another request ({first}); \
+         use a new key for a new request"
+    )]
+    KeyReused { key: String, first: String },
+    /// An `Idempotency-Key` was used before, and the first call's result is
+    /// no longer kept.
+    #[error(
+        "idempotency key {0:?} was used before and its result is no longer kept \
+         (past the retention); use a new key"
+    )]
+    KeyExpired(String),
+    /// Too much is queued; retry after a while.
+    #[error("{what} is full; retry in {} s", retry_after.as_secs().max(1))]
+    Overloaded {
+        what: &'static str,
+        retry_after: Duration,
+    },
     #[error("{0}")]
     Unsupported(String),
     #[error("the node is shutting down")]
     ShuttingDown,
-    #[error("storage is unavailable")]
+    #[error("storage failed: {0}")]
     Storage(#[from] oprc_store::Error),
+    /// A failure of the node itself (a bug); the message is for the logs.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub(crate) fn object_not_found(cls: &oprc_core::ClassKey, oid: &oprc_core::ObjectId) -> Self {
+        Self::ObjectNotFound {
+            cls: cls.to_string(),
+            oid: oid.to_string(),
+        }
+    }
+
+    /// The invocation error code of a call refused for this reason.
+    pub fn code(&self) -> &'static str {
+        use oprc_store::ErrorKind as K;
+        match self {
+            Self::ClassNotFound(_)
+            | Self::FunctionNotFound { .. }
+            | Self::ObjectNotFound { .. }
+            | Self::InvocationNotFound(_) => codes::NOT_FOUND,
+            Self::Forbidden { .. } => codes::FORBIDDEN,
+            Self::BadRequest(_) | Self::KeyReused { .. } | Self::KeyExpired(_) => {
+                codes::INVALID_ARGUMENT
+            }
+            Self::Unsupported(_) => codes::UNSUPPORTED,
+            Self::Overloaded { .. } | Self::ShuttingDown => codes::STORAGE,
+            Self::Storage(e) => match e.kind {
+                K::Conflict => codes::CONFLICT,
+                K::Unavailable | K::Timeout => codes::STORAGE,
+                K::Internal => codes::INTERNAL,
+            },
+            Self::Internal(_) => codes::INTERNAL,
+        }
+    }
 }

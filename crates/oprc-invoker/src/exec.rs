@@ -1,91 +1,72 @@
-//! Running one checked call against a known state, then committing what it
-//! did (all or nothing, G2).
+//! Running one planned call against a known state: a builtin in process,
+//! or a task offloaded through the engine port. Gives a [`Step`]; the
+//! caller commits it.
 
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use oprc_core::{
-    Completion, InvocationError, InvocationRecord, InvocationRequest, InvocationResponse,
-    InvocationStats, InvocationStatus, ObjectId, ObjectRecord,
-};
-use oprc_store::{ErrorKind, Write, WriteBatch};
+use bytes::Bytes;
+use oprc_core::{Completion, InvocationRequest, ObjectId, ObjectRecord};
 
+use crate::Error;
 use crate::apply::{self, Outcome, TaskInput};
 use crate::builtin::{self, Builtin};
+use crate::context::Shared;
 use crate::error::codes;
-use crate::inbox::ObjectKey;
-use crate::invoker::Shared;
-use crate::plan::{Action, Plan};
+use crate::plan::{self, Action, Plan};
+use crate::ports::CallError;
+use crate::step::{MainChange, Step, failure};
+use crate::types::now_ms;
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+/// Times a call is planned again when its function was redeployed.
+const REPLANS: u64 = 20;
 
-/// What a call did, before it is committed.
-pub(crate) struct Step {
-    pub status: InvocationStatus,
-    pub error: Option<InvocationError>,
-    pub main: MainChange,
-    pub output: Option<ObjectRecord>,
-    pub body: Option<serde_json::Value>,
-    pub offload_ts: i64,
-}
+/// Tasks and answers larger than this are encoded and decoded on a
+/// blocking thread, not on the async runtime (STYLE: CPU work over
+/// ~0.5 ms).
+const INLINE_DECODE_BYTES: usize = 64 * 1024;
 
-pub(crate) enum MainChange {
-    Keep,
-    Put(ObjectRecord),
-    Delete,
-}
-
-impl Step {
-    fn ok(main: MainChange, output: Option<ObjectRecord>, body: Option<serde_json::Value>) -> Self {
-        Self {
-            status: InvocationStatus::Succeeded,
-            error: None,
-            main,
-            output,
-            body,
-            offload_ts: 0,
-        }
-    }
-
-    fn failed(error: InvocationError) -> Self {
-        Self {
-            status: InvocationStatus::Failed,
-            error: Some(error),
-            main: MainChange::Keep,
-            output: None,
-            body: None,
-            offload_ts: 0,
-        }
-    }
-}
-
-fn failure(code: &str, message: impl Into<String>) -> InvocationError {
-    InvocationError {
-        code: code.to_owned(),
-        message: message.into(),
-    }
-}
-
-/// Runs the call. `main` is the main object's committed state (`None` for
-/// class-level calls).
+/// Runs the call. `main` is the main object's state (`None` for
+/// class-level calls). A task whose function was redeployed since `plan`
+/// was made is planned again on the current catalog (nothing was sent), so
+/// it runs whole on one version; a binding gone by then is refused.
 pub(crate) async fn run(
     shared: &Shared,
     plan: &Plan,
     req: &InvocationRequest,
     main: Option<&ObjectRecord>,
-) -> Step {
-    match plan.action {
-        Action::Builtin(b) => run_builtin(shared, b, plan, req, main),
-        Action::Task { timeout } => run_task(shared, plan, req, main, timeout).await,
+) -> Result<Step, Refusal> {
+    if let Action::Builtin(b) = plan.action {
+        return Ok(run_builtin(b, plan, req, main));
     }
+    match run_task(shared, plan, req, main).await {
+        Ok(step) => return Ok(step),
+        Err(Redeployed::Stopped) => return Err(Refusal::Now(Error::ShuttingDown)),
+        Err(Redeployed::Changed) => {}
+    }
+    // The registry deploys a new version before it publishes the catalog
+    // that names it: plan again until the two agree (a short window).
+    for attempt in 1..=REPLANS {
+        let again = plan::plan(&shared.catalog.load(), req).map_err(Refusal::Now)?;
+        if again.mutating && !plan.mutating {
+            return Err(Refusal::Mutating(Box::new(again)));
+        }
+        if let Action::Builtin(b) = again.action {
+            return Ok(run_builtin(b, &again, req, main));
+        }
+        match run_task(shared, &again, req, main).await {
+            Ok(step) => return Ok(step),
+            Err(Redeployed::Stopped) => return Err(Refusal::Now(Error::ShuttingDown)),
+            Err(Redeployed::Changed) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(attempt)).await;
+    }
+    Ok(Step::failed(failure(
+        codes::FUNCTION_UNREACHABLE,
+        "the function is being redeployed; retry",
+    )))
 }
 
 fn run_builtin(
-    shared: &Shared,
     b: Builtin,
     plan: &Plan,
     req: &InvocationRequest,
@@ -93,17 +74,8 @@ fn run_builtin(
 ) -> Step {
     let body = req.body.as_ref();
     let result = match (b, main) {
-        (Builtin::New, _) => {
-            let catalog = shared.catalog.load();
-            match catalog.class(&req.cls) {
-                Some(class) => builtin::new_object(class, body)
-                    .map(|obj| Step::ok(MainChange::Keep, Some(obj), None)),
-                None => Err(failure(
-                    codes::NOT_FOUND,
-                    format!("class `{}` does not exist", req.cls),
-                )),
-            }
-        }
+        (Builtin::New, _) => builtin::new_object(plan.class(), body)
+            .map(|obj| Step::ok(MainChange::Keep, Some(obj), None)),
         (Builtin::Get, Some(_)) => Ok(Step::ok(MainChange::Keep, None, None)),
         (Builtin::Update, Some(m)) => builtin::updated(plan.binding(), m, body)
             .map(|next| Step::ok(next.map_or(MainChange::Keep, MainChange::Put), None, None)),
@@ -126,13 +98,33 @@ fn run_builtin(
     result.unwrap_or_else(Step::failed)
 }
 
+/// Why a task was not sent.
+enum Redeployed {
+    /// The function's deployment is not the one the call was planned on.
+    Changed,
+    /// The engine is stopping: the call did not run (an async call stays in
+    /// the log for the next start).
+    Stopped,
+}
+
+/// Why a call did not run.
+pub(crate) enum Refusal {
+    /// Planned again, the call is refused.
+    Now(Error),
+    /// Planned again, the call now mutates its object: it must run in the
+    /// object's inbox, not here.
+    Mutating(Box<Plan>),
+}
+
 async fn run_task(
     shared: &Shared,
     plan: &Plan,
     req: &InvocationRequest,
     main: Option<&ObjectRecord>,
-    timeout: std::time::Duration,
-) -> Step {
+) -> Result<Step, Redeployed> {
+    let Action::Task { timeout, revision } = plan.action else {
+        return Ok(Step::failed(failure(codes::INTERNAL, "not a task")));
+    };
     let output = plan.binding().output_cls.as_ref().map(|cls| {
         // The output id is the invocation id: a re-run of the same
         // invocation (async replay) cannot create a second output object.
@@ -153,28 +145,33 @@ async fn run_task(
         output: output.as_ref(),
         now_ms: offload_ts,
     });
-    let bytes = match serde_json::to_vec(&task) {
+    let bytes = match encode(task, main).await {
         Ok(b) => b,
         Err(e) => {
-            return Step::failed(failure(
-                codes::INVALID_ARGUMENT,
-                format!("cannot encode task: {e}"),
+            let mut step = Step::failed(failure(
+                codes::INTERNAL,
+                format!("cannot encode the task: {e}"),
             ));
+            step.offload_ts = offload_ts;
+            return Ok(step);
         }
     };
     let answer = shared
         .engine
         .invoke(
             &plan.binding().function,
-            bytes.into(),
+            revision,
+            bytes,
             timeout,
             &trace_headers(req),
         )
         .await;
     let mut step = match answer {
-        Err(e) => Step::failed(engine_failure(e)),
-        Ok(bytes) => match Completion::parse(&bytes) {
-            Err(e) => Step::failed(failure(codes::BAD_COMPLETION, e.to_string())),
+        Err(CallError::Changed) => return Err(Redeployed::Changed),
+        Err(CallError::Stopped) => return Err(Redeployed::Stopped),
+        Err(e) => Step::failed(engine_failure(&e)),
+        Ok(bytes) => match decode(bytes).await {
+            Err(e) => Step::failed(failure(codes::BAD_COMPLETION, e)),
             Ok(completion) => {
                 match apply::apply_completion(plan.binding(), main, output, completion) {
                     Outcome::Failed(e) => Step::failed(e),
@@ -186,7 +183,33 @@ async fn run_task(
         },
     };
     step.offload_ts = offload_ts;
-    step
+    Ok(step)
+}
+
+/// Encodes a task, off the runtime when its object is large.
+async fn encode(task: oprc_core::Task, main: Option<&ObjectRecord>) -> Result<Bytes, String> {
+    let large = main.is_some_and(|m| crate::cache::json_size(&m.data) > INLINE_DECODE_BYTES);
+    let work = move || {
+        serde_json::to_vec(&task)
+            .map(Bytes::from)
+            .map_err(|e| e.to_string())
+    };
+    if !large {
+        return work();
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(format!("encoding the task failed: {e}")))
+}
+
+/// Decodes a completion, off the runtime when it is large.
+async fn decode(bytes: Bytes) -> Result<Completion, String> {
+    if bytes.len() <= INLINE_DECODE_BYTES {
+        return Completion::parse(&bytes).map_err(|e| e.to_string());
+    }
+    tokio::task::spawn_blocking(move || Completion::parse(&bytes).map_err(|e| e.to_string()))
+        .await
+        .unwrap_or_else(|e| Err(format!("decoding the answer failed: {e}")))
 }
 
 /// Headers passed to the function: the caller's `traceparent`, if any.
@@ -202,238 +225,13 @@ fn trace_headers(req: &InvocationRequest) -> http::HeaderMap {
     headers
 }
 
-fn engine_failure(e: oprc_engine::InvokeError) -> InvocationError {
-    use oprc_engine::InvokeError as E;
-    let code = match &e {
-        E::Timeout { .. } => codes::FUNCTION_TIMEOUT,
-        E::Status { .. } | E::ResponseTooLarge { .. } => codes::BAD_COMPLETION,
-        E::NotDeployed(_) | E::Unreachable { .. } | E::Unavailable { .. } => {
+fn engine_failure(e: &CallError) -> oprc_core::InvocationError {
+    let code = match e {
+        CallError::Timeout(_) => codes::FUNCTION_TIMEOUT,
+        CallError::BadAnswer(_) => codes::BAD_COMPLETION,
+        CallError::Unreachable(_) | CallError::Changed | CallError::Stopped => {
             codes::FUNCTION_UNREACHABLE
         }
     };
     failure(code, e.to_string())
-}
-
-impl CacheAfter {
-    /// Applies this outcome to an inbox worker's view of its object.
-    pub(crate) fn apply_to(&self, current: &mut crate::pipeline::Current) {
-        use crate::pipeline::Current;
-        match self {
-            Self::Keep => {}
-            Self::Set(next) => *current = next.clone().map_or(Current::Gone, Current::Live),
-            Self::Invalidate => *current = Current::Unknown,
-        }
-    }
-}
-
-/// What the object's cached state is after a call.
-pub(crate) enum CacheAfter {
-    /// Keep what was cached.
-    Keep,
-    /// The new committed state (`None`: the object is gone), shared with
-    /// the hot-object cache.
-    Set(Option<Arc<ObjectRecord>>),
-    /// Unknown: reload from the store next time.
-    Invalidate,
-}
-
-/// A step turned into writes and the answer they stand for, not yet
-/// committed.
-pub(crate) struct Prepared {
-    pub batch: WriteBatch,
-    pub response: InvocationResponse,
-    /// The object's state once the batch is committed.
-    pub cache: CacheAfter,
-    /// What the hot-object cache learns once the batch is committed.
-    committed: Vec<(ObjectKey, Option<Arc<ObjectRecord>>)>,
-    writes_main: bool,
-    record: bool,
-}
-
-/// Turns a step into one batch: main change, output object and (when
-/// `record`) the invocation record. `offset` is the async-log offset being
-/// applied, stored in the main object's `lastOffset` (G5).
-pub(crate) fn prepare(
-    shared: &Shared,
-    req: &InvocationRequest,
-    main: Option<&ObjectRecord>,
-    step: Step,
-    offset: Option<u64>,
-    record: bool,
-    que_ts: i64,
-) -> Prepared {
-    let mut response = InvocationResponse::status(req.inv_id.clone(), step.status);
-    response.error = step.error;
-    response.body = step.body;
-    let mut batch = WriteBatch::new();
-    let mut cache = CacheAfter::Keep;
-    let mut writes_main = false;
-    let mut committed: Vec<(ObjectKey, Option<Arc<ObjectRecord>>)> = Vec::new();
-    if step.status == InvocationStatus::Succeeded {
-        match step.main {
-            MainChange::Keep => response.main = main.cloned(),
-            MainChange::Put(mut next) => {
-                if let Some(offset) = offset {
-                    next.meta.last_offset = offset;
-                }
-                batch.push(Write::PutObject {
-                    expected_revision: main.map(|m| m.meta.revision),
-                    record: next.clone(),
-                });
-                writes_main = true;
-                // One copy for the store, one for the answer; the cache and
-                // the inbox worker share this one.
-                let key = (next.meta.cls.clone(), next.meta.id.clone());
-                response.main = Some(next.clone());
-                let next = Arc::new(next);
-                committed.push((key, Some(next.clone())));
-                cache = CacheAfter::Set(Some(next));
-            }
-            MainChange::Delete => {
-                if let Some(m) = main {
-                    committed.push(((m.meta.cls.clone(), m.meta.id.clone()), None));
-                    batch.push(Write::DeleteObject {
-                        cls: m.meta.cls.clone(),
-                        oid: m.meta.id.clone(),
-                        expected_revision: m.meta.revision,
-                    });
-                }
-                writes_main = true;
-                cache = CacheAfter::Set(None);
-            }
-        }
-        if let Some(out) = step.output {
-            batch.push(Write::PutObject {
-                record: out.clone(),
-                expected_revision: None,
-            });
-            response.output = Some(out.clone());
-            committed.push((
-                (out.meta.cls.clone(), out.meta.id.clone()),
-                Some(Arc::new(out)),
-            ));
-        }
-    }
-    response.stats = Some(InvocationStats {
-        que_ts,
-        offload_ts: step.offload_ts,
-        cpt_ts: now_ms(),
-    });
-    if record {
-        batch.push(Write::PutInvocation(Box::new(record_of(
-            shared, req, &response,
-        ))));
-    }
-    // A class may trade durability for speed (`persistence: async`), but
-    // not for async calls or remembered idempotency keys: those promise
-    // exactly-once, which needs their record and `lastOffset` on disk.
-    batch.write_behind = !record
-        && offset.is_none()
-        && shared
-            .catalog
-            .load()
-            .class(&req.cls)
-            .is_some_and(|c| c.config.persistence == oprc_package::model::Persistence::Async);
-    Prepared {
-        batch,
-        response,
-        cache,
-        committed,
-        writes_main,
-        record,
-    }
-}
-
-/// Runs a call that needs no inbox (class-level, or not mutating) and
-/// commits what it did.
-pub(crate) async fn run_direct(
-    shared: &Shared,
-    plan: &Plan,
-    req: &InvocationRequest,
-    main: Option<&ObjectRecord>,
-    offset: Option<u64>,
-    record: bool,
-    que_ts: i64,
-) -> InvocationResponse {
-    let step = run(shared, plan, req, main).await;
-    let prepared = prepare(shared, req, main, step, offset, record, que_ts);
-    commit(shared, req, prepared).await.0
-}
-
-/// Commits a prepared step and answers.
-pub(crate) async fn commit(
-    shared: &Shared,
-    req: &InvocationRequest,
-    mut prepared: Prepared,
-) -> (InvocationResponse, CacheAfter) {
-    let batch = std::mem::take(&mut prepared.batch);
-    let result = if batch.writes.is_empty() {
-        Ok(())
-    } else {
-        shared.state.commit(batch).await
-    };
-    conclude(shared, req, prepared, result).await
-}
-
-/// The answer once the commit's outcome is known: the prepared answer, or a
-/// `FAILED` one (and a best-effort failure record) when the commit failed.
-/// Updates the hot-object cache either way.
-pub(crate) async fn conclude(
-    shared: &Shared,
-    req: &InvocationRequest,
-    prepared: Prepared,
-    result: oprc_store::Result<()>,
-) -> (InvocationResponse, CacheAfter) {
-    for (key, obj) in prepared.committed {
-        if result.is_ok() {
-            shared.cache.set(key, obj);
-        } else {
-            shared.cache.forget(&key);
-        }
-    }
-    let e = match result {
-        Ok(()) => return (prepared.response, prepared.cache),
-        Err(e) => e,
-    };
-    tracing::warn!(inv = %req.inv_id, cls = %req.cls, error = %e, "commit failed");
-    let (code, message) = if e.kind == ErrorKind::Conflict && !prepared.writes_main {
-        (
-            codes::ALREADY_EXISTS,
-            "an object with this id already exists",
-        )
-    } else if e.kind == ErrorKind::Conflict {
-        (
-            codes::CONFLICT,
-            "the object was changed concurrently; nothing was committed",
-        )
-    } else {
-        (
-            codes::STORAGE,
-            "the new state could not be stored; nothing was committed",
-        )
-    };
-    let mut response = InvocationResponse::status(req.inv_id.clone(), InvocationStatus::Failed);
-    response.error = Some(failure(code, message));
-    if prepared.record {
-        // Best effort: remember the failure so a replay does not run it
-        // again. If this fails too, a replay will retry the call.
-        let mut batch = WriteBatch::new();
-        batch.push(Write::PutInvocation(Box::new(record_of(
-            shared, req, &response,
-        ))));
-        let _ = shared.state.commit(batch).await;
-    }
-    (response, CacheAfter::Invalidate)
-}
-
-pub(crate) fn record_of(
-    shared: &Shared,
-    req: &InvocationRequest,
-    response: &InvocationResponse,
-) -> InvocationRecord {
-    InvocationRecord {
-        request: req.clone(),
-        response: response.clone(),
-        expires_at: now_ms() + shared.options.retention.as_millis() as i64,
-    }
 }

@@ -1,156 +1,129 @@
-//! Per-object FIFO inboxes (localized locking, G1).
+//! Per-object FIFO inboxes (localized locking, G1), bounded.
 //!
 //! Every mutating call on an object goes into that object's inbox; one
-//! worker task per non-empty inbox runs them one at a time in arrival order.
-//! The worker keeps the object's state in memory while the inbox is busy
-//! (the hot-object cache) and exits when the inbox is empty. No lock is
-//! held across a function call: only the map of inboxes is locked, briefly.
+//! worker task per non-empty inbox runs them in arrival order and retires
+//! when the inbox is empty. Only the map of inboxes is locked, briefly,
+//! never across an await. An inbox holds at most `per_object` calls: a
+//! waiting caller is refused beyond that (`429`), the async consumer waits
+//! for room instead (backpressure, never a dropped call).
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::hash::BuildHasher;
-use std::pin::Pin;
-use std::sync::Arc;
 
-use oprc_core::{ClassKey, ObjectId};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
-use tokio_util::task::TaskTracker;
 
-/// Identifies an object across classes.
-pub(crate) type ObjectKey = (ClassKey, ObjectId);
-
-/// The state a worker keeps between jobs (the object, commits in flight).
-pub(crate) type Cached = crate::pipeline::WorkerState;
-
-/// A job borrows the worker's cache for its run.
-pub(crate) type Job =
-    Box<dyn for<'a> FnOnce(&'a mut Cached) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> + Send>;
+use crate::types::ObjectKey;
 
 const SHARDS: usize = 64;
 
-/// All inboxes of this node.
-pub(crate) struct Inboxes {
-    // Unbounded per object: the number of queued jobs is bounded by the
-    // callers (the ingress's in-flight limit and the async consumer's
-    // semaphore), not here.
-    shards: Vec<Mutex<HashMap<ObjectKey, mpsc::UnboundedSender<Job>>>>,
+/// All inboxes of this node, holding jobs of type `J`.
+pub(crate) struct Inboxes<J> {
+    shards: Vec<Mutex<HashMap<ObjectKey, mpsc::Sender<J>>>>,
     hasher: std::collections::hash_map::RandomState,
+    per_object: usize,
 }
 
-impl Inboxes {
-    pub fn new() -> Self {
+/// The outcome of a push.
+pub(crate) enum Pushed<J> {
+    /// Queued behind the running jobs.
+    Queued,
+    /// The object had no inbox: one was opened with the job in it; the
+    /// caller starts its worker with this receiver.
+    Opened(mpsc::Receiver<J>),
+    /// The inbox is full.
+    Full(J),
+}
+
+impl<J> Inboxes<J> {
+    pub fn new(per_object: usize) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: Default::default(),
+            per_object: per_object.max(1),
         }
     }
 
-    fn shard(&self, key: &ObjectKey) -> &Mutex<HashMap<ObjectKey, mpsc::UnboundedSender<Job>>> {
+    fn shard(&self, key: &ObjectKey) -> &Mutex<HashMap<ObjectKey, mpsc::Sender<J>>> {
         &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 
-    /// Queues `job` behind a running inbox, or, when the object has none,
-    /// opens one and hands the job back to the caller, who now owns it.
-    fn claim(&self, key: &ObjectKey, job: Job) -> Option<(mpsc::UnboundedReceiver<Job>, Job)> {
+    fn open(
+        &self,
+        map: &mut HashMap<ObjectKey, mpsc::Sender<J>>,
+        key: &ObjectKey,
+        job: J,
+    ) -> mpsc::Receiver<J> {
+        let (tx, rx) = mpsc::channel(self.per_object);
+        if tx.try_send(job).is_err() {
+            unreachable!("a new channel has room for one job");
+        }
+        map.insert(key.clone(), tx);
+        rx
+    }
+
+    /// Appends a job, or opens the object's inbox, or refuses when full.
+    pub fn push(&self, key: &ObjectKey, job: J) -> Pushed<J> {
         let mut map = self.shard(key).lock();
         let job = match map.get(key) {
-            Some(tx) => match tx.send(job) {
-                Ok(()) => return None,
-                // The worker died (a panic in a job); open a new inbox.
-                Err(mpsc::error::SendError(job)) => job,
+            Some(tx) => match tx.try_send(job) {
+                Ok(()) => return Pushed::Queued,
+                Err(mpsc::error::TrySendError::Full(job)) => return Pushed::Full(job),
+                // Its worker is gone (it panicked): open a new inbox.
+                Err(mpsc::error::TrySendError::Closed(job)) => job,
             },
             None => job,
         };
-        let (tx, rx) = mpsc::unbounded_channel();
-        map.insert(key.clone(), tx);
-        Some((rx, job))
+        Pushed::Opened(self.open(&mut map, key, job))
     }
 
-    /// Appends a job to the object's inbox, starting its worker if idle.
-    pub fn enqueue(self: &Arc<Self>, tracker: &TaskTracker, key: ObjectKey, job: Job) {
-        if let Some((rx, job)) = self.claim(&key, job) {
-            let mut cached = Cached::default();
-            tracker.spawn({
-                let inboxes = self.clone();
-                async move {
-                    cached.contended = !rx.is_empty();
-                    job(&mut cached).await;
-                    inboxes.work_with(key, rx, cached).await;
-                }
-            });
-        }
-    }
-
-    /// Runs a job in the caller's task when the object's inbox is idle (no
-    /// hop to another task), else queues it behind the jobs before it and
-    /// returns at once. Either way the job runs alone and in order.
-    pub async fn run(self: &Arc<Self>, tracker: &TaskTracker, key: ObjectKey, job: Job) {
-        let Some((rx, job)) = self.claim(&key, job) else {
-            return;
-        };
-        // This task owns the inbox now. Whatever happens to it (even being
-        // dropped mid-job), the guard hands what has queued up to a worker.
-        let mut owner = Owner {
-            inboxes: self.clone(),
-            tracker: tracker.clone(),
-            key,
-            rx: Some(rx),
-            cached: Cached::default(),
-        };
-        job(&mut owner.cached).await;
-    }
-
-    async fn work_with(
-        self: Arc<Self>,
-        key: ObjectKey,
-        mut rx: mpsc::UnboundedReceiver<Job>,
-        mut cached: Cached,
-    ) {
+    /// Appends a job, waiting for room when the inbox is full. `Some` when
+    /// an inbox was opened (start its worker).
+    pub async fn push_waiting(&self, key: &ObjectKey, mut job: J) -> Option<mpsc::Receiver<J>> {
         loop {
-            let job = match rx.try_recv() {
-                Ok(job) => job,
-                Err(_) if cached.has_pending() => {
-                    // Commits in flight: the next worker must not load the
-                    // object before they land.
-                    cached.settle().await;
-                    continue;
-                }
-                Err(_) => {
-                    // Enqueue sends under this lock, so an empty channel
-                    // seen under it stays empty: safe to retire.
-                    let mut map = self.shard(&key).lock();
-                    match rx.try_recv() {
-                        Ok(job) => job,
-                        Err(_) => {
-                            map.remove(&key);
-                            return;
-                        }
+            let tx = {
+                let mut map = self.shard(key).lock();
+                let Some(tx) = map.get(key) else {
+                    return Some(self.open(&mut map, key, job));
+                };
+                match tx.try_send(job) {
+                    Ok(()) => return None,
+                    Err(mpsc::error::TrySendError::Full(back)) => {
+                        job = back;
+                        tx.clone()
+                    }
+                    Err(mpsc::error::TrySendError::Closed(back)) => {
+                        return Some(self.open(&mut map, key, back));
                     }
                 }
             };
-            cached.contended = !rx.is_empty();
-            job(&mut cached).await;
+            // Wait for room outside the lock; then send under it, and only
+            // into the inbox that is still the object's: a worker retires
+            // under this lock, so a job sent here is never left in a
+            // channel nobody reads.
+            let Ok(permit) = tx.reserve().await else {
+                continue;
+            };
+            let map = self.shard(key).lock();
+            if map.get(key).is_some_and(|t| t.same_channel(&tx)) {
+                permit.send(job);
+                return None;
+            }
         }
     }
 
-    /// Retires an inbox whose owner is done, or hands it to a worker when
-    /// jobs queued up meanwhile.
-    fn release(
-        self: &Arc<Self>,
-        tracker: &TaskTracker,
-        key: ObjectKey,
-        rx: mpsc::UnboundedReceiver<Job>,
-        cached: Cached,
-    ) {
-        if !cached.has_pending() {
-            let mut map = self.shard(&key).lock();
-            if rx.is_empty() {
-                map.remove(&key);
-                return;
+    /// Retires the inbox if no job is queued, else hands back the next one.
+    /// Pushes send under the same lock, so an empty inbox seen here stays
+    /// empty.
+    pub fn retire(&self, key: &ObjectKey, rx: &mut mpsc::Receiver<J>) -> Option<J> {
+        let mut map = self.shard(key).lock();
+        match rx.try_recv() {
+            Ok(job) => Some(job),
+            Err(_) => {
+                map.remove(key);
+                None
             }
         }
-        tracker.spawn(self.clone().work_with(key, rx, cached));
     }
 
     /// Number of objects with a busy inbox.
@@ -159,31 +132,9 @@ impl Inboxes {
     }
 }
 
-/// A caller running its job inline owns the inbox until dropped.
-struct Owner {
-    inboxes: Arc<Inboxes>,
-    tracker: TaskTracker,
-    key: ObjectKey,
-    rx: Option<mpsc::UnboundedReceiver<Job>>,
-    cached: Cached,
-}
-
-impl Drop for Owner {
-    fn drop(&mut self) {
-        if let Some(rx) = self.rx.take() {
-            let key = self.key.clone();
-            self.inboxes
-                .release(&self.tracker, key, rx, std::mem::take(&mut self.cached));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     use oprc_core::{ClassKey, ObjectId};
-    use tokio::sync::Notify;
 
     use super::*;
 
@@ -191,167 +142,45 @@ mod tests {
         (ClassKey::new("t.c").unwrap(), ObjectId::new("o").unwrap())
     }
 
-    /// Runs `job` inline in a task of its own; returns once it owns the inbox.
-    async fn start_inline(
-        inboxes: &Arc<Inboxes>,
-        tracker: &TaskTracker,
-        job: Job,
-    ) -> tokio::task::JoinHandle<()> {
-        let inline = tokio::spawn({
-            let (inboxes, tracker) = (inboxes.clone(), tracker.clone());
-            async move { inboxes.run(&tracker, key(), job).await }
-        });
-        while inboxes.busy() == 0 {
-            tokio::task::yield_now().await;
-        }
-        inline
-    }
-
-    fn record(log: &Arc<Mutex<Vec<usize>>>, i: usize) -> Job {
-        let log = log.clone();
-        Box::new(move |_: &mut Cached| {
-            Box::pin(async move {
-                tokio::task::yield_now().await;
-                log.lock().push(i);
-            })
-        })
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn jobs_on_one_object_never_overlap() {
-        let inboxes = Arc::new(Inboxes::new());
-        let tracker = TaskTracker::new();
-        let active = Arc::new(AtomicUsize::new(0));
-        let done = Arc::new(AtomicUsize::new(0));
-        let mut callers = tokio::task::JoinSet::new();
-        for _ in 0..200 {
-            let (inboxes, tracker, active, done) = (
-                inboxes.clone(),
-                tracker.clone(),
-                active.clone(),
-                done.clone(),
-            );
-            callers.spawn(async move {
-                let job: Job = Box::new(move |_: &mut Cached| {
-                    Box::pin(async move {
-                        assert_eq!(active.fetch_add(1, Ordering::SeqCst), 0, "overlap");
-                        tokio::task::yield_now().await;
-                        active.fetch_sub(1, Ordering::SeqCst);
-                        done.fetch_add(1, Ordering::SeqCst);
-                    })
-                });
-                inboxes.run(&tracker, key(), job).await;
-            });
-        }
-        while let Some(r) = callers.join_next().await {
-            r.unwrap();
-        }
-        tracker.close();
-        tracker.wait().await;
-        assert_eq!(done.load(Ordering::SeqCst), 200);
-        assert_eq!(inboxes.busy(), 0, "idle inboxes are retired");
-    }
-
-    #[tokio::test]
-    async fn queued_jobs_run_in_arrival_order_after_the_inline_one() {
-        let inboxes = Arc::new(Inboxes::new());
-        let tracker = TaskTracker::new();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let gate = Arc::new(Notify::new());
-        let first: Job = {
-            let (log, gate) = (log.clone(), gate.clone());
-            Box::new(move |_: &mut Cached| {
-                Box::pin(async move {
-                    gate.notified().await;
-                    log.lock().push(0);
-                })
-            })
+    #[test]
+    fn the_first_push_opens_and_a_full_inbox_refuses() {
+        let inboxes = Inboxes::new(2);
+        let Pushed::Opened(mut rx) = inboxes.push(&key(), 1) else {
+            panic!("opens")
         };
-        let inline = start_inline(&inboxes, &tracker, first).await;
-        for i in 1..=50 {
-            inboxes.enqueue(&tracker, key(), record(&log, i));
-        }
-        gate.notify_one();
-        inline.await.unwrap();
-        tracker.close();
-        tracker.wait().await;
-        assert_eq!(*log.lock(), (0..=50).collect::<Vec<_>>());
-    }
-
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
-
-        /// Producers that each submit a sequence of jobs, some run inline
-        /// and some queued, see their own jobs run in their order, never two
-        /// at once, none lost.
-        #[test]
-        fn every_producer_sees_its_jobs_in_order(
-            plan in proptest::collection::vec((0usize..4, proptest::bool::ANY), 1..120)
-        ) {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(3)
-                .build()
-                .unwrap();
-            let log = rt.block_on(async {
-                let inboxes = Arc::new(Inboxes::new());
-                let tracker = TaskTracker::new();
-                let log = Arc::new(Mutex::new(Vec::new()));
-                let active = Arc::new(AtomicUsize::new(0));
-                let mut producers = tokio::task::JoinSet::new();
-                for p in 0..4 {
-                    let mine: Vec<bool> = plan.iter().filter(|(q, _)| *q == p).map(|(_, i)| *i).collect();
-                    let (inboxes, tracker, log, active) =
-                        (inboxes.clone(), tracker.clone(), log.clone(), active.clone());
-                    producers.spawn(async move {
-                        for (seq, inline) in mine.into_iter().enumerate() {
-                            let (log, active) = (log.clone(), active.clone());
-                            let job: Job = Box::new(move |_: &mut Cached| {
-                                Box::pin(async move {
-                                    assert_eq!(active.fetch_add(1, Ordering::SeqCst), 0, "overlap");
-                                    tokio::task::yield_now().await;
-                                    log.lock().push((p, seq));
-                                    active.fetch_sub(1, Ordering::SeqCst);
-                                })
-                            });
-                            if inline {
-                                inboxes.run(&tracker, key(), job).await;
-                            } else {
-                                inboxes.enqueue(&tracker, key(), job);
-                            }
-                        }
-                    });
-                }
-                while let Some(r) = producers.join_next().await {
-                    r.unwrap();
-                }
-                tracker.close();
-                tracker.wait().await;
-                assert_eq!(inboxes.busy(), 0);
-                log.lock().clone()
-            });
-            proptest::prop_assert_eq!(log.len(), plan.len());
-            for p in 0..4 {
-                let seqs: Vec<usize> = log.iter().filter(|(q, _)| *q == p).map(|(_, s)| *s).collect();
-                proptest::prop_assert_eq!(seqs.clone(), (0..seqs.len()).collect::<Vec<_>>());
-            }
-        }
+        assert!(matches!(inboxes.push(&key(), 2), Pushed::Queued));
+        assert!(matches!(inboxes.push(&key(), 3), Pushed::Full(3)));
+        assert_eq!(rx.try_recv().ok(), Some(1));
+        assert_eq!(inboxes.retire(&key(), &mut rx), Some(2));
+        assert_eq!(inboxes.retire(&key(), &mut rx), None);
+        assert_eq!(inboxes.busy(), 0);
     }
 
     #[tokio::test]
-    async fn a_dropped_inline_caller_hands_the_queue_to_a_worker() {
-        let inboxes = Arc::new(Inboxes::new());
-        let tracker = TaskTracker::new();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stuck: Job = Box::new(|_: &mut Cached| Box::pin(std::future::pending::<()>()));
-        let inline = start_inline(&inboxes, &tracker, stuck).await;
-        for i in 1..=3 {
-            inboxes.enqueue(&tracker, key(), record(&log, i));
-        }
-        inline.abort();
-        let _ = inline.await;
-        tracker.close();
-        tracker.wait().await;
-        assert_eq!(*log.lock(), vec![1, 2, 3]);
-        assert_eq!(inboxes.busy(), 0);
+    async fn a_waiting_push_gets_in_once_there_is_room() {
+        let inboxes = std::sync::Arc::new(Inboxes::new(1));
+        let Pushed::Opened(mut rx) = inboxes.push(&key(), 1) else {
+            panic!("opens")
+        };
+        let waiting = tokio::spawn({
+            let inboxes = inboxes.clone();
+            async move { inboxes.push_waiting(&key(), 2).await.is_none() }
+        });
+        assert_eq!(rx.recv().await, Some(1));
+        assert!(waiting.await.unwrap(), "queued behind, no new inbox");
+        assert_eq!(rx.recv().await, Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_push_after_retirement_opens_a_new_inbox() {
+        let inboxes = Inboxes::new(1);
+        let Pushed::Opened(mut rx) = inboxes.push(&key(), 1) else {
+            panic!("opens")
+        };
+        assert_eq!(rx.recv().await, Some(1));
+        assert_eq!(inboxes.retire(&key(), &mut rx), None);
+        drop(rx);
+        let mut again = inboxes.push_waiting(&key(), 2).await.expect("opens anew");
+        assert_eq!(again.recv().await, Some(2));
     }
 }

@@ -1,37 +1,63 @@
 //! The invoker: where calls run and state changes are decided.
 //!
-//! For each call it resolves the binding from the catalog, checks access
-//! (G7), and then: mutating calls go into the object's FIFO inbox (G1) where
-//! one worker at a time loads the state, builds the task, offloads it to the
-//! FaaS engine, applies the completion (pure, in [`apply`]) and commits
-//! everything in one batch with a compare-and-swap on the revision (G2, G9);
-//! reads and immutable calls run concurrently. Async calls are appended to
-//! the invocation log and applied by per-partition consumers, exactly once
-//! in effect (G5).
+//! For each call it asks the [`Router`] where it runs, resolves the binding
+//! from the catalog, checks access as the caller (G7), and admits it within
+//! the node's bounds. Then the call runs to its end detached from its
+//! caller (G10): mutating calls go into the object's FIFO inbox (G1), where
+//! one worker at a time loads the state, runs the call, applies the
+//! completion (pure, in `apply`) and commits everything in one batch with a
+//! compare-and-swap on the revision (G2, G9); other calls run concurrently.
+//! Async calls are appended to the invocation log and applied by
+//! per-partition consumers, exactly once in effect (G5), retried through
+//! storage failures and never skipped.
+//!
+//! Layers, each depending only on those above it:
+//! - types: `types` (object key, call kind, call), `error`;
+//! - pure logic: `plan`, `apply`, `builtin`, `step` (a call's batch),
+//!   `merge`, `retry` (what a storage failure means), `pipeline` (one
+//!   object's calls as a state machine);
+//! - ports: `ports` (the function engine), `router`, and the `oprc-store`
+//!   traits;
+//! - drivers: `cache`, `keys`, `inbox`, `context`, `exec`, `answer`,
+//!   `worker`, `direct`, `dispatch`, `consumer`, `handle`, `service`.
 //!
 //! What it must not do: speak HTTP to clients (that is the ingress), know a
-//! storage backend (it sees only the `oprc-store` traits), or hold any lock
+//! storage or engine backend (it sees only the ports), or hold any lock
 //! across a function call.
 
+mod answer;
 mod apply;
 mod builtin;
 mod cache;
 mod consumer;
+mod context;
+mod direct;
+mod dispatch;
 mod error;
 mod exec;
+mod handle;
 mod inbox;
-mod invoker;
+mod keys;
+mod merge;
 mod metrics;
-mod mutate;
 mod pipeline;
 mod plan;
+mod ports;
+mod retry;
+mod router;
+mod service;
+mod step;
+mod types;
+mod worker;
 
 use std::time::Duration;
 
 pub use error::{Error, codes};
-pub use invoker::{Handle, Invoker};
+pub use handle::{Handle, Stats};
 pub use metrics::Metrics;
-pub use plan::Caller;
+pub use ports::{CallError, FunctionEngine};
+pub use router::{LocalRouter, Route, Router, Target};
+pub use service::{Invoker, Parts};
 
 /// Options of the invoker.
 #[derive(Debug, Clone)]
@@ -49,8 +75,13 @@ pub struct Options {
     pub position_flush: Duration,
     /// At shutdown, how long running calls may take to finish.
     pub drain_timeout: Duration,
-    /// Objects kept in memory for reads (0: no cache).
-    pub object_cache: usize,
+    /// Bytes of objects kept in memory for reads (0: no cache).
+    pub object_cache_bytes: u64,
+    /// Calls queued on one object; a waiting caller beyond gets `429`.
+    pub max_queued_per_object: usize,
+    /// Calls of waiting callers admitted at once on this node (queued or
+    /// running); beyond, `429`.
+    pub max_in_flight: usize,
 }
 
 impl Default for Options {
@@ -62,7 +93,9 @@ impl Default for Options {
             async_in_flight: 256,
             position_flush: Duration::from_millis(100),
             drain_timeout: Duration::from_secs(30),
-            object_cache: 65_536,
+            object_cache_bytes: 256 * 1024 * 1024,
+            max_queued_per_object: 1024,
+            max_in_flight: 16_384,
         }
     }
 }

@@ -6,7 +6,6 @@ use oprc_core::{ClassKey, InvocationStatus};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -35,7 +34,7 @@ pub struct Metrics {
     invocations: Family<StatusLabels, Counter>,
     accepted: Family<CallLabels, Counter>,
     latency: Family<CallLabels, Histogram>,
-    in_flight: Gauge,
+    records_lost: Counter,
 }
 
 impl Metrics {
@@ -58,9 +57,9 @@ impl Metrics {
             m.latency.clone(),
         );
         registry.register(
-            "oprc_invocations_in_flight",
-            "Invocations running or queued in an object inbox on this node",
-            m.in_flight.clone(),
+            "oprc_async_records_lost",
+            "Async calls that failed for good and whose failure record could not be stored (corrupt storage)",
+            m.records_lost.clone(),
         );
         m
     }
@@ -73,14 +72,12 @@ impl Metrics {
             latency: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.000_1, 2.0, 20))
             }),
-            in_flight: Gauge::default(),
+            records_lost: Counter::default(),
         }
     }
 
-    /// Counts a call as in flight until the guard is dropped.
-    pub(crate) fn running(&self) -> InFlight {
-        self.in_flight.inc();
-        InFlight(self.in_flight.clone())
+    pub(crate) fn record_lost(&self) {
+        self.records_lost.inc();
     }
 
     pub(crate) fn observe(
@@ -120,14 +117,5 @@ fn call(cls: &ClassKey, fb: &str) -> CallLabels {
         fb: FbLabel {
             function: fb.to_owned(),
         },
-    }
-}
-
-/// Decrements the in-flight gauge when dropped.
-pub(crate) struct InFlight(Gauge);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.dec();
     }
 }

@@ -5,26 +5,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use oprc_core::{ClassKey, InvocationRequest};
+use oprc_core::{Caller, ClassKey, InvocationRequest};
 use oprc_package::{Access, Catalog, FunctionType, ResolvedBinding, ResolvedClass};
 
 use crate::Error;
 use crate::builtin::Builtin;
 
-/// Who is calling.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    /// A client through the public API.
-    External,
-    /// A function (or macro) of class `cls`, calling on its own behalf.
-    Function { cls: ClassKey },
-}
-
 /// What a call runs.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Action {
     Builtin(Builtin),
-    Task { timeout: Duration },
+    /// `revision`: the deployment the call is planned on (the function's
+    /// fingerprint in the catalog).
+    Task {
+        timeout: Duration,
+        revision: Option<u64>,
+    },
 }
 
 /// A checked call.
@@ -39,6 +35,11 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
+    /// The class as resolved when the call was planned.
+    pub fn class(&self) -> &ResolvedClass {
+        &self.class
+    }
+
     /// The binding being called.
     pub fn binding(&self) -> &ResolvedBinding {
         self.class
@@ -62,12 +63,10 @@ pub(crate) fn check_access(
             why,
         })
     };
-    match (binding.access, caller) {
+    match (binding.access, caller.class()) {
         (Access::Public, _) => Ok(()),
-        (Access::Internal, Caller::Function { cls: from }) if from.package() == cls.package() => {
-            Ok(())
-        }
-        (Access::Private, Caller::Function { cls: from }) if from == cls => Ok(()),
+        (Access::Internal, Some(from)) if from.package() == cls.package() => Ok(()),
+        (Access::Private, Some(from)) if from == cls => Ok(()),
         (Access::Internal, _) => {
             refuse("INTERNAL", "only functions of the same package may call it")
         }
@@ -75,11 +74,8 @@ pub(crate) fn check_access(
     }
 }
 
-pub(crate) fn plan(
-    catalog: &Catalog,
-    req: &InvocationRequest,
-    caller: &Caller,
-) -> Result<Plan, Error> {
+/// Checks a call against the catalog, as its caller (`req.caller`).
+pub(crate) fn plan(catalog: &Catalog, req: &InvocationRequest) -> Result<Plan, Error> {
     let class = catalog
         .class_shared(&req.cls)
         .ok_or_else(|| Error::ClassNotFound(req.cls.to_string()))?;
@@ -90,7 +86,7 @@ pub(crate) fn plan(
             cls: req.cls.to_string(),
             fb: req.fb.clone(),
         })?;
-    check_access(&req.cls, binding, caller)?;
+    check_access(&req.cls, binding, &req.caller)?;
     let (action, class_level, mutating) = match binding.kind {
         FunctionType::Builtin => {
             let b = Builtin::from_name(binding.function.short_name()).ok_or_else(|| {
@@ -102,11 +98,13 @@ pub(crate) fn plan(
             (Action::Builtin(b), b.class_level(), b.mutates_main())
         }
         FunctionType::Task => {
-            let timeout = catalog
-                .function(&binding.function)
-                .map_or(Duration::from_secs(30), |f| f.timeout());
+            let function = catalog.function(&binding.function);
+            let timeout = function.map_or(Duration::from_secs(30), |f| f.timeout());
             (
-                Action::Task { timeout },
+                Action::Task {
+                    timeout,
+                    revision: function.map(|f| f.revision()),
+                },
                 binding.no_main,
                 !binding.immutable && !binding.no_main,
             )

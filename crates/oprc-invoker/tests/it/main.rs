@@ -1,163 +1,122 @@
-//! The invoker against a store that fails on purpose: calls queued on a hot
-//! object (pipelined commits) stay all-or-nothing when a commit fails.
+//! The invoker with a fake engine and a store that fails on purpose.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod faults;
+mod keys;
+mod regressions;
+mod script;
+mod support;
+mod updates;
 
-use arc_swap::ArcSwap;
-use async_trait::async_trait;
-use oprc_core::{
-    ClassKey, InvocationId, InvocationRecord, InvocationRequest, InvocationStatus, ObjectId,
-    ObjectRecord,
-};
-use oprc_invoker::{Caller, Invoker, Metrics, Options};
-use oprc_store::{ErrorKind, ObjectPage, StateStore, WriteBatch};
+use std::time::Duration;
+
+use oprc_core::InvocationStatus;
+use oprc_invoker::{Error, Options};
 use serde_json::json;
+use support::{Node, request};
 
-/// The embedded store, except that commit number `fail_at` (1-based) fails.
-struct FailingStore {
-    inner: oprc_store_redb::Store,
-    commits: AtomicUsize,
-    fail_at: AtomicUsize,
-}
-
-#[async_trait]
-impl StateStore for FailingStore {
-    async fn get_object(
-        &self,
-        cls: &ClassKey,
-        oid: &ObjectId,
-    ) -> oprc_store::Result<Option<ObjectRecord>> {
-        self.inner.get_object(cls, oid).await
-    }
-    async fn list_objects(
-        &self,
-        cls: &ClassKey,
-        after: Option<&ObjectId>,
-        limit: usize,
-    ) -> oprc_store::Result<ObjectPage> {
-        self.inner.list_objects(cls, after, limit).await
-    }
-    async fn commit(&self, batch: WriteBatch) -> oprc_store::Result<()> {
-        if self.commits.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at.load(Ordering::SeqCst) {
-            return Err(oprc_store::Error::new(
-                ErrorKind::Unavailable,
-                "disk on fire",
-            ));
-        }
-        self.inner.commit(batch).await
-    }
-    async fn get_invocation(
-        &self,
-        id: &InvocationId,
-    ) -> oprc_store::Result<Option<InvocationRecord>> {
-        self.inner.get_invocation(id).await
-    }
-    async fn find_idempotency_key(&self, key: &str) -> oprc_store::Result<Option<InvocationId>> {
-        self.inner.find_idempotency_key(key).await
-    }
-    async fn purge_invocations(&self, now_ms: i64) -> oprc_store::Result<u64> {
-        self.inner.purge_invocations(now_ms).await
-    }
-    async fn put_package(&self, name: &str, source: &str) -> oprc_store::Result<()> {
-        self.inner.put_package(name, source).await
-    }
-    async fn delete_package(&self, name: &str) -> oprc_store::Result<bool> {
-        self.inner.delete_package(name).await
-    }
-    async fn list_packages(&self) -> oprc_store::Result<Vec<(String, String)>> {
-        self.inner.list_packages().await
-    }
-}
-
-fn update(n: u64) -> InvocationRequest {
-    InvocationRequest {
-        inv_id: InvocationId::generate(),
-        cls: ClassKey::new("t.c").unwrap(),
-        oid: Some(ObjectId::new("o").unwrap()),
-        fb: "update".into(),
-        args: BTreeMap::new(),
-        body: Some(json!({ "n": n })),
-        idempotency_key: None,
-        accepted_at: None,
-        traceparent: None,
-    }
-}
-
+/// Callers that give up mid-call (a dropped connection) cut nothing
+/// short: every call that started commits with its bookkeeping, so no
+/// later call sees a stale state and gets a spurious conflict (G10).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_failed_commit_in_a_pipeline_leaves_the_object_consistent() {
-    for fail_at in [2, 3, 5, 9] {
-        let dir = tempfile::tempdir().unwrap();
-        let redb =
-            oprc_store_redb::Store::open(oprc_store_redb::Options::new(dir.path().join("db.redb")))
-                .unwrap();
-        let store = Arc::new(FailingStore {
-            inner: redb.clone(),
-            commits: AtomicUsize::new(0),
-            fail_at: AtomicUsize::new(fail_at),
-        });
-        let doc = oprc_package::parse("name: t\nclasses:\n  - name: c\n").unwrap();
-        let catalog = oprc_package::Catalog::new().apply(&doc).unwrap().catalog;
-        let engine = oprc_engine::Service::new(oprc_engine::Options::default()).handle();
-        let invoker = Invoker::new(
-            Options::default(),
-            Arc::new(ArcSwap::from_pointee(catalog)),
-            store.clone(),
-            Arc::new(redb.clone()),
-            engine,
-            Metrics::unregistered(),
-        );
-        let handle = invoker.handle();
-        let mut create = update(0);
-        create.oid = None;
-        create.fb = "new".into();
-        create.body = Some(json!({"id": "o", "data": {"n": 0}}));
-        // Commit 1 creates the object (fail_at >= 2).
-        let created = handle.invoke(create, Caller::External).await.unwrap();
-        assert_eq!(created.status, InvocationStatus::Succeeded);
-
-        let mut calls = tokio::task::JoinSet::new();
-        for n in 1..=40 {
-            let handle = handle.clone();
-            calls.spawn(async move { handle.invoke(update(n), Caller::External).await.unwrap() });
-        }
-        let mut succeeded = Vec::new();
-        let mut failed = 0;
-        while let Some(r) = calls.join_next().await {
-            let resp = r.unwrap();
-            match resp.status {
-                InvocationStatus::Succeeded => {
-                    let main = resp.main.expect("update answers the object");
-                    succeeded.push((main.meta.revision, main.data));
-                }
-                InvocationStatus::Failed => failed += 1,
-                other => panic!("unexpected status {other:?}"),
+async fn dropped_callers_leave_no_half_done_call() {
+    let node = Node::start(Options::default());
+    let objects: Vec<String> = (0..8).map(|i| format!("o{i}")).collect();
+    for id in &objects {
+        node.create(id).await;
+    }
+    node.engine
+        .jitter_us
+        .store(3_000, std::sync::atomic::Ordering::Relaxed);
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..400usize {
+        let handle = node.handle.clone();
+        let oid = objects[i % objects.len()].clone();
+        calls.spawn(async move {
+            let call = handle.invoke(request(Some(&oid), "inc"));
+            // Half the callers go away after a moment.
+            let patience = Duration::from_micros(if i % 2 == 0 {
+                500 + (i as u64 * 37) % 2_000
+            } else {
+                60_000_000
+            });
+            match tokio::time::timeout(patience, call).await {
+                Ok(Ok(resp)) => Some(resp.status),
+                Ok(Err(e)) => panic!("call refused: {e}"),
+                Err(_) => None,
             }
+        });
+    }
+    let mut answered = 0;
+    while let Some(r) = calls.join_next().await {
+        if let Some(status) = r.expect("caller task") {
+            assert_eq!(status, InvocationStatus::Succeeded, "a spurious failure");
+            answered += 1;
         }
-        // Queued calls merge into few commits; when the failing one was
-        // reached, the calls in it (and queued behind it) failed.
-        if store.commits.load(Ordering::SeqCst) >= fail_at {
-            assert!(failed >= 1, "commit {fail_at} failed, so some call failed");
-        }
-        assert_eq!(succeeded.len() + failed, 40);
-        // Every success is a distinct revision, and the store holds the
-        // newest one: nothing a failed call computed leaked in.
-        succeeded.sort_by_key(|(rev, _)| *rev);
-        let revs: Vec<u64> = succeeded.iter().map(|(r, _)| *r).collect();
-        let expected: Vec<u64> = (2..2 + succeeded.len() as u64).collect();
-        assert_eq!(revs, expected, "fail_at {fail_at}");
-        let stored = redb
-            .get_object(&ClassKey::new("t.c").unwrap(), &ObjectId::new("o").unwrap())
+    }
+    assert!(answered >= 200, "the patient half is answered");
+    node.settle().await;
+    node.engine
+        .jitter_us
+        .store(0, std::sync::atomic::Ordering::Relaxed);
+    // Every call that reached the function committed, cache and store
+    // agree, and the objects take new calls.
+    let ran = node.engine.calls.lock().clone();
+    for id in &objects {
+        let stored = node.stored_n(id).await;
+        assert_eq!(stored, ran[id], "object {id}: runs and commits differ");
+        let seen = node
+            .handle
+            .object(&support::cls(), &id.parse_oid())
             .await
-            .unwrap()
             .unwrap();
-        let (rev, data) = succeeded.last().unwrap();
-        assert_eq!((stored.meta.revision, &stored.data), (*rev, data));
-        // And the object is not wedged: once the store works, calls do.
-        store.fail_at.store(usize::MAX, Ordering::SeqCst);
-        let next = handle.invoke(update(99), Caller::External).await.unwrap();
+        assert_eq!(seen.data["n"], json!(stored), "the cache is stale");
+        let next = node.handle.invoke(request(Some(id), "inc")).await.unwrap();
         assert_eq!(next.status, InvocationStatus::Succeeded, "{next:?}");
-        assert_eq!(next.main.unwrap().meta.revision, rev + 1);
+    }
+    node.stop().await;
+}
+
+/// A full object queue refuses a waiting caller with `Overloaded` (429)
+/// instead of growing without bound; the calls it took all run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_object_queue_refuses_more() {
+    let node = Node::start(Options {
+        max_queued_per_object: 4,
+        ..Options::default()
+    });
+    node.create("o").await;
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let handle = node.handle.clone();
+        calls.spawn(async move { handle.invoke(request(Some("o"), "slow")).await });
+    }
+    let (mut ok, mut refused) = (0, 0);
+    while let Some(r) = calls.join_next().await {
+        match r.unwrap() {
+            Ok(resp) => {
+                assert_eq!(resp.status, InvocationStatus::Succeeded);
+                ok += 1;
+            }
+            Err(Error::Overloaded { retry_after, .. }) => {
+                assert!(retry_after >= Duration::from_secs(1));
+                refused += 1;
+            }
+            Err(e) => panic!("unexpected refusal: {e}"),
+        }
+        node.engine.gate.notify_waiters();
+    }
+    assert!(refused > 0, "the queue bound was never hit");
+    assert_eq!(node.stored_n("o").await, ok);
+    node.stop().await;
+}
+
+/// Gives `"o1".parse_oid()` in tests.
+trait ParseOid {
+    fn parse_oid(&self) -> oprc_core::ObjectId;
+}
+
+impl ParseOid for String {
+    fn parse_oid(&self) -> oprc_core::ObjectId {
+        oprc_core::ObjectId::new(self.as_str()).unwrap()
     }
 }

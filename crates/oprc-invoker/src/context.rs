@@ -1,0 +1,115 @@
+//! What the invoker's drivers share: options, the catalog, the ports,
+//! inboxes, caches and bookkeeping of running calls.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use oprc_core::{ClassKey, InvocationId, ObjectId, ObjectRecord};
+use oprc_package::Catalog;
+use oprc_store::{InvocationLog, StateStore};
+use parking_lot::Mutex;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cache::{ObjectCache, Slot};
+use crate::inbox::Inboxes;
+use crate::keys::Keys;
+use crate::metrics::Metrics;
+use crate::ports::FunctionEngine;
+use crate::router::Router;
+use crate::types::Call;
+use crate::types::now_ms;
+use crate::{Error, Options};
+
+pub(crate) struct Shared {
+    pub options: Options,
+    pub catalog: Arc<ArcSwap<Catalog>>,
+    pub state: Arc<dyn StateStore>,
+    pub log: Arc<dyn InvocationLog>,
+    pub engine: Arc<dyn FunctionEngine>,
+    pub router: Arc<dyn Router>,
+    pub inboxes: Inboxes<Call>,
+    pub cache: ObjectCache,
+    pub keys: Arc<Keys>,
+    /// Async calls running now (their record still says `QUEUE`).
+    pub doing: Mutex<HashSet<InvocationId>>,
+    /// Calls admitted from waiting callers and not yet answered.
+    pub admission: Arc<Semaphore>,
+    /// Every task the invoker spawns; awaited at shutdown.
+    pub tracker: TaskTracker,
+    /// Cancelled once the drain is over: retries stop waiting (what they
+    /// hold of the async log replays at the next start).
+    pub stopping: CancellationToken,
+    pub metrics: Metrics,
+}
+
+impl Shared {
+    /// Marks an async call as running until the guard is dropped.
+    pub fn doing(self: &Arc<Self>, id: &InvocationId) -> Doing {
+        self.doing.lock().insert(id.clone());
+        Doing(self.clone(), id.clone())
+    }
+
+    /// An object's committed state: from the hot-object cache, else from
+    /// the store (and then cached).
+    pub async fn load(
+        &self,
+        cls: &ClassKey,
+        oid: &ObjectId,
+    ) -> oprc_store::Result<Option<Arc<ObjectRecord>>> {
+        let key = (cls.clone(), oid.clone());
+        match self.cache.get(&key) {
+            Some(Slot::Live(obj)) => return Ok(Some(obj)),
+            Some(Slot::Gone) => return Ok(None),
+            None => {}
+        }
+        let ticket = self.cache.ticket(&key);
+        let obj = self.state.get_object(cls, oid).await?.map(Arc::new);
+        self.cache.fill(key, obj.clone(), ticket);
+        Ok(obj)
+    }
+
+    pub fn retention_ms(&self) -> i64 {
+        i64::try_from(self.options.retention.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Whether the class chose write-behind (`config.persistence: async`).
+    pub fn write_behind(&self, cls: &ClassKey) -> bool {
+        self.catalog
+            .load()
+            .class(cls)
+            .is_some_and(|c| c.config.persistence == oprc_package::model::Persistence::Async)
+    }
+
+    /// The `prepare` context of a call.
+    pub fn step_context<'a>(&self, call: &'a Call) -> crate::step::Context<'a> {
+        crate::step::Context {
+            req: &call.req,
+            kind: call.kind,
+            que_ts: call.que_ts,
+            now_ms: now_ms(),
+            retention_ms: self.retention_ms(),
+            class_write_behind: self.write_behind(&call.req.cls),
+        }
+    }
+
+    /// Refuses new calls once shutdown has begun.
+    pub fn check_open(&self) -> Result<(), Error> {
+        if self.tracker.is_closed() {
+            Err(Error::ShuttingDown)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Clears the running mark of an async call when dropped.
+pub(crate) struct Doing(Arc<Shared>, InvocationId);
+
+impl Drop for Doing {
+    fn drop(&mut self) {
+        self.0.doing.lock().remove(&self.1);
+    }
+}
