@@ -26,3 +26,58 @@ PYTHONPATH=sdk/python python3 -m unittest discover -s sdk/python/tests
 
 say "rust workspace tests"
 cargo test --workspace --locked --no-fail-fast
+
+# API fuzzing: schemathesis generates requests from the node's OpenAPI
+# document (valid and invalid ones) and runs all its default checks (no
+# 5xx, every status and body as documented, invalid input refused, valid
+# input accepted). The node refuses process functions, so generated
+# packages cannot run commands. 100 examples per operation (about 1.5
+# minutes on 2 cores); OPRC_FUZZ_EXAMPLES and OPRC_FUZZ_SEED change that.
+say "api fuzzing (schemathesis)"
+cargo build --locked -p oprc
+root="$PWD"
+target="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)"
+venv="$target/schemathesis"
+if ! "$venv/bin/schemathesis" --version >/dev/null 2>&1; then
+  say "installing schemathesis into $venv"
+  python3 -m venv "$venv" >/dev/null 2>&1 || {
+    apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+    rm -rf "$venv" && python3 -m venv "$venv"
+  }
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'schemathesis>=4.32,<5'
+fi
+fuzz_dir="$(mktemp -d)"
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+"$target/debug/oprc" serve --listen "127.0.0.1:$port" --data-dir "$fuzz_dir/data" \
+  --no-process-functions 2> "$fuzz_dir/node.log" &
+node_pid=$!
+trap 'kill "$node_pid" 2>/dev/null || true; wait "$node_pid" 2>/dev/null || true; rm -rf "$fuzz_dir"' EXIT
+python3 - "$port" <<'PY'
+import sys, time, urllib.request
+deadline = time.time() + 60
+while True:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/readyz", timeout=2)
+        break
+    except Exception:
+        if time.time() > deadline:
+            sys.exit("the node did not become ready")
+        time.sleep(0.2)
+PY
+fuzz_status=0
+# Run from the temporary directory: schemathesis keeps its example
+# databases in the working directory.
+(cd "$fuzz_dir" && "$venv/bin/schemathesis" --config-file "$root/scripts/schemathesis.toml" \
+  run "http://127.0.0.1:$port/api/openapi.json" \
+  --header "Authorization: Bearer $(cat "$fuzz_dir/data/admin-token")" \
+  --max-examples "${OPRC_FUZZ_EXAMPLES:-100}" --seed "${OPRC_FUZZ_SEED:-1}" \
+  --generation-database none --no-color) || fuzz_status=$?
+if ! kill -0 "$node_pid" 2>/dev/null || grep -q "panicked" "$fuzz_dir/node.log"; then
+  say "the node crashed under fuzzing; its log:"
+  cat "$fuzz_dir/node.log" >&2
+  exit 1
+fi
+if [ "$fuzz_status" -ne 0 ]; then
+  say "schemathesis found problems (exit $fuzz_status)"
+  exit "$fuzz_status"
+fi

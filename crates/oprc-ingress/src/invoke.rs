@@ -1,5 +1,6 @@
 //! Invocation routes: class-level and object calls, sync and async, and
-//! invocation lookups.
+//! invocation lookups. A call that ran answers the invocation shape under
+//! the status of its outcome (`status_of`); a refused one, the error shape.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,10 +14,13 @@ use http::{HeaderMap, StatusCode};
 use oprc_core::{
     ClassKey, InvocationId, InvocationRequest, InvocationResponse, InvocationStatus, ObjectId,
 };
-use oprc_invoker::{Caller, codes};
+use oprc_invoker::codes;
 
 use crate::AppState;
+use crate::body::json_body;
 use crate::error::ApiError;
+use crate::openapi::{CallResponses, Guarded, Storage};
+use crate::schemas;
 
 /// Platform flags of an invocation (query parameters with a leading `_`).
 #[derive(Debug, Default)]
@@ -74,19 +78,6 @@ pub(crate) fn object_id(s: &str) -> Result<ObjectId, ApiError> {
     ObjectId::new(s).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-/// Reads an optional JSON body, mapping every rejection to our error shape.
-pub(crate) fn json_body(
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Option<serde_json::Value>, ApiError> {
-    let bytes = body?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))
-}
-
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     match headers.get("idempotency-key") {
         None => Ok(None),
@@ -119,7 +110,7 @@ fn traceparent(headers: &HeaderMap) -> Option<String> {
 }
 
 /// HTTP status of an invocation answer.
-fn status_of(resp: &InvocationResponse) -> StatusCode {
+pub(crate) fn status_of(resp: &InvocationResponse) -> StatusCode {
     match resp.status {
         InvocationStatus::Succeeded => StatusCode::OK,
         InvocationStatus::Queue | InvocationStatus::Doing => StatusCode::ACCEPTED,
@@ -132,9 +123,12 @@ fn status_of(resp: &InvocationResponse) -> StatusCode {
                 }
                 Some(codes::CONFLICT | codes::ALREADY_EXISTS) => StatusCode::CONFLICT,
                 Some(codes::NOT_FOUND) => StatusCode::NOT_FOUND,
+                Some(codes::FORBIDDEN) => StatusCode::FORBIDDEN,
                 Some(codes::INVALID_ARGUMENT) => StatusCode::BAD_REQUEST,
                 Some(codes::UNSUPPORTED) => StatusCode::NOT_IMPLEMENTED,
                 Some(codes::STORAGE) => StatusCode::SERVICE_UNAVAILABLE,
+                Some(codes::INTERNAL | codes::UNREADABLE) => StatusCode::INTERNAL_SERVER_ERROR,
+                // A code this version does not know: the call ran and failed.
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             }
         }
@@ -147,6 +141,20 @@ fn main_by_default(fb: &str) -> bool {
     matches!(fb, "get" | "update")
 }
 
+/// An invocation answer with its status (and `Retry-After` when storage
+/// was unavailable).
+pub(crate) fn respond(resp: InvocationResponse) -> Response {
+    let status = status_of(&resp);
+    let mut http = (status, Json(resp)).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        http.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            crate::error::retry_after_value(crate::error::RETRY_LATER),
+        );
+    }
+    http
+}
+
 fn answer(mut resp: InvocationResponse, fb: &str, flags: &Flags) -> Response {
     if !flags.show_main.unwrap_or_else(|| main_by_default(fb)) {
         resp.main = None;
@@ -154,7 +162,7 @@ fn answer(mut resp: InvocationResponse, fb: &str, flags: &Flags) -> Response {
     if !flags.show_output.unwrap_or(true) {
         resp.output = None;
     }
-    (status_of(&resp), Json(resp)).into_response()
+    respond(resp)
 }
 
 async fn call(
@@ -168,27 +176,36 @@ async fn call(
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let (flags, args) = split_query(query)?;
-    let req = InvocationRequest {
-        inv_id: InvocationId::generate(),
-        cls: class_key(cls)?,
-        oid: oid.map(object_id).transpose()?,
-        fb,
-        args,
-        body: json_body(body)?,
-        idempotency_key: idempotency_key(headers)?,
-        accepted_at: None,
-        traceparent: traceparent(headers),
-    };
+    let mut req = InvocationRequest::new(class_key(cls)?, oid.map(object_id).transpose()?, fb);
+    req.args = args;
+    req.body = json_body(headers, body)?;
+    req.idempotency_key = idempotency_key(headers)?;
+    req.traceparent = traceparent(headers);
     let fb = req.fb.clone();
     let resp = if flags.run_async {
-        state.invoker.submit(req, Caller::External).await?
+        state.invoker.submit(req).await?
     } else {
-        state.invoker.invoke(req, Caller::External).await?
+        state.invoker.invoke(req).await?
     };
     Ok(answer(resp, &fb, &flags))
 }
 
-pub(crate) async fn invoke_class(
+/// The body of a POST call.
+const CALL_BODY: &str = "the call's `body`: any JSON (for `new`: `{id?, data?, refs?}`)";
+
+/// A class-level call (`new`, `noMain` bindings).
+#[utoipa::path(
+    get,
+    path = "/classes/{cls}/invokes/{fb}",
+    tag = "invocations",
+    params(schemas::ClassCall, schemas::CallQuery, schemas::CallHeaders),
+    responses(
+        (status = 200, description = "the call succeeded", body = schemas::InvocationResponse),
+        (status = 202, description = "queued (`_async`)", body = schemas::InvocationResponse),
+        CallResponses,
+    )
+)]
+pub(crate) async fn invoke_class_get(
     State(state): State<Arc<AppState>>,
     Path((cls, fb)): Path<(String, String)>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -198,16 +215,92 @@ pub(crate) async fn invoke_class(
     call(&state, &cls, None, fb, query, &headers, body).await
 }
 
-pub(crate) async fn invoke_object(
+/// A class-level call (`new`, `noMain` bindings) with a body.
+#[utoipa::path(
+    post,
+    path = "/classes/{cls}/invokes/{fb}",
+    tag = "invocations",
+    params(schemas::ClassCall, schemas::CallQuery, schemas::CallHeaders),
+    request_body(description = CALL_BODY, content = Option<serde_json::Value>,
+                 content_type = "application/json"),
+    responses(
+        (status = 200, description = "the call succeeded", body = schemas::InvocationResponse),
+        (status = 202, description = "queued (`_async`)", body = schemas::InvocationResponse),
+        CallResponses,
+    )
+)]
+pub(crate) async fn invoke_class_post(
+    state: State<Arc<AppState>>,
+    path: Path<(String, String)>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    invoke_class_get(state, path, query, headers, body).await
+}
+
+/// A call on an object.
+#[utoipa::path(
+    get,
+    path = "/classes/{cls}/objects/{oid}/invokes/{fb}",
+    tag = "invocations",
+    params(schemas::ObjectCall, schemas::CallQuery, schemas::CallHeaders),
+    responses(
+        (status = 200, description = "the call succeeded", body = schemas::InvocationResponse),
+        (status = 202, description = "queued (`_async`)", body = schemas::InvocationResponse),
+        CallResponses,
+    )
+)]
+pub(crate) async fn invoke_object_get(
     State(state): State<Arc<AppState>>,
     Path((cls, oid, fb)): Path<(String, String, String)>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    call(&state, &cls, Some(&oid), fb, query, &headers, body).await
+    call(&state, &cls, Some(oid.as_str()), fb, query, &headers, body).await
 }
 
+/// A call on an object, with a body.
+#[utoipa::path(
+    post,
+    path = "/classes/{cls}/objects/{oid}/invokes/{fb}",
+    tag = "invocations",
+    params(schemas::ObjectCall, schemas::CallQuery, schemas::CallHeaders),
+    request_body(description = CALL_BODY, content = Option<serde_json::Value>,
+                 content_type = "application/json"),
+    responses(
+        (status = 200, description = "the call succeeded", body = schemas::InvocationResponse),
+        (status = 202, description = "queued (`_async`)", body = schemas::InvocationResponse),
+        CallResponses,
+    )
+)]
+pub(crate) async fn invoke_object_post(
+    state: State<Arc<AppState>>,
+    path: Path<(String, String, String)>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    invoke_object_get(state, path, query, headers, body).await
+}
+
+/// The status and result of an invocation (async calls, and calls with an
+/// `Idempotency-Key`), kept for the retention period.
+#[utoipa::path(
+    get,
+    path = "/invocations/{id}",
+    tag = "invocations",
+    params(("id" = schemas::InvocationId, Path, description = "invocation id")),
+    responses(
+        (status = 200, description = "the invocation, whatever its own status",
+         body = schemas::InvocationResponse),
+        (status = 400, description = "malformed id", body = schemas::ErrorAnswer),
+        (status = 404, description = "unknown, or past its retention", body = schemas::ErrorAnswer),
+        Guarded,
+        Storage,
+    )
+)]
 pub(crate) async fn get_invocation(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -227,6 +320,37 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn failed_calls_answer_the_status_of_their_code() {
+        let check = |code: &str, status: StatusCode| {
+            let mut resp = InvocationResponse::status(
+                InvocationId::new("i").unwrap(),
+                InvocationStatus::Failed,
+            );
+            resp.error = Some(oprc_core::InvocationError {
+                code: code.to_owned(),
+                message: "m".to_owned(),
+            });
+            let http = respond(resp);
+            assert_eq!(http.status(), status, "{code}");
+            let retry = http.headers().get(http::header::RETRY_AFTER).is_some();
+            assert_eq!(retry, status == StatusCode::SERVICE_UNAVAILABLE, "{code}");
+        };
+        check(codes::FUNCTION_FAILED, StatusCode::UNPROCESSABLE_ENTITY);
+        check(codes::BAD_COMPLETION, StatusCode::BAD_GATEWAY);
+        check(codes::FUNCTION_UNREACHABLE, StatusCode::BAD_GATEWAY);
+        check(codes::FUNCTION_TIMEOUT, StatusCode::GATEWAY_TIMEOUT);
+        check(codes::INVALID_ARGUMENT, StatusCode::BAD_REQUEST);
+        check(codes::NOT_FOUND, StatusCode::NOT_FOUND);
+        check(codes::ALREADY_EXISTS, StatusCode::CONFLICT);
+        check(codes::FORBIDDEN, StatusCode::FORBIDDEN);
+        check(codes::CONFLICT, StatusCode::CONFLICT);
+        check(codes::UNSUPPORTED, StatusCode::NOT_IMPLEMENTED);
+        check(codes::STORAGE, StatusCode::SERVICE_UNAVAILABLE);
+        check(codes::INTERNAL, StatusCode::INTERNAL_SERVER_ERROR);
+        check(codes::UNREADABLE, StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]

@@ -7,14 +7,32 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use oprc_core::{InvocationId, InvocationRequest, InvocationStatus, ObjectRecord};
-use oprc_invoker::Caller;
+use oprc_core::{InvocationRequest, InvocationStatus, ObjectRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::invoke::{class_key, object_id};
+use crate::invoke::{class_key, object_id, respond};
+use crate::openapi::{CallResponses, Guarded, Storage};
+use crate::schemas;
 
+/// An object: its metadata and data.
+#[utoipa::path(
+    get,
+    path = "/classes/{cls}/objects/{oid}",
+    tag = "objects",
+    params(
+        ("cls" = schemas::ClassKey, Path, description = "class key `<package>.<class>`"),
+        ("oid" = schemas::ObjectId, Path, description = "object id"),
+    ),
+    responses(
+        (status = 200, description = "the object", body = schemas::ObjectRecord),
+        (status = 400, description = "malformed class key or object id", body = schemas::ErrorAnswer),
+        (status = 404, description = "no such class or object", body = schemas::ErrorAnswer),
+        Guarded,
+        Storage,
+    )
+)]
 pub(crate) async fn get_object(
     State(state): State<Arc<AppState>>,
     Path((cls, oid)): Path<(String, String)>,
@@ -45,6 +63,23 @@ pub(crate) struct ObjectList {
     next: Option<String>,
 }
 
+/// The objects of a class, ordered by id, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/classes/{cls}/objects",
+    tag = "objects",
+    params(
+        ("cls" = schemas::ClassKey, Path, description = "class key `<package>.<class>`"),
+        schemas::ObjectPageQuery,
+    ),
+    responses(
+        (status = 200, description = "a page of objects", body = schemas::ObjectList),
+        (status = 400, description = "malformed class key, cursor or limit", body = schemas::ErrorAnswer),
+        (status = 404, description = "no such class", body = schemas::ErrorAnswer),
+        Guarded,
+        Storage,
+    )
+)]
 pub(crate) async fn list_objects(
     State(state): State<Arc<AppState>>,
     Path(cls): Path<String>,
@@ -66,27 +101,32 @@ pub(crate) async fn list_objects(
     }))
 }
 
-/// `DELETE` runs the class's `delete` binding (the builtin unless the
-/// class overrides it), through the object's inbox like any mutation.
+/// Deletes an object: runs the class's `delete` binding (the builtin
+/// unless the class overrides it), through the object's inbox like any
+/// mutation. A failure answers the invocation shape under the status of
+/// its error (404 for a missing object, 409 for a conflict, ...).
+#[utoipa::path(
+    delete,
+    path = "/classes/{cls}/objects/{oid}",
+    tag = "objects",
+    params(
+        ("cls" = schemas::ClassKey, Path, description = "class key `<package>.<class>`"),
+        ("oid" = schemas::ObjectId, Path, description = "object id"),
+    ),
+    responses(
+        (status = 204, description = "deleted"),
+        CallResponses,
+    )
+)]
 pub(crate) async fn delete_object(
     State(state): State<Arc<AppState>>,
     Path((cls, oid)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let req = InvocationRequest {
-        inv_id: InvocationId::generate(),
-        cls: class_key(&cls)?,
-        oid: Some(object_id(&oid)?),
-        fb: "delete".into(),
-        args: Default::default(),
-        body: None,
-        idempotency_key: None,
-        accepted_at: None,
-        traceparent: None,
-    };
-    let resp = state.invoker.invoke(req, Caller::External).await?;
+    let req = InvocationRequest::new(class_key(&cls)?, Some(object_id(&oid)?), "delete");
+    let resp = state.invoker.invoke(req).await?;
     if resp.status == InvocationStatus::Succeeded {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
-        Ok((StatusCode::CONFLICT, Json(resp)).into_response())
+        Ok(respond(resp))
     }
 }

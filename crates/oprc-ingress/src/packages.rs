@@ -15,13 +15,16 @@ use serde_json::json;
 use crate::AppState;
 use crate::error::{ApiError, diagnostics_json};
 use crate::invoke::class_key;
+use crate::openapi::{Guarded, Storage, WithBody};
+use crate::schemas;
 
 /// `offset`/`limit` of the catalogue listings.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Page {
-    offset: Option<usize>,
-    limit: Option<usize>,
+    /// At most `u32::MAX`, as documented.
+    offset: Option<u32>,
+    limit: Option<u32>,
 }
 
 /// A page of a listing.
@@ -37,11 +40,11 @@ fn page<T>(
     all: impl ExactSizeIterator<Item = T>,
 ) -> Result<Listing<T>, ApiError> {
     let Query(p) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let limit = p.limit.unwrap_or(100);
+    let limit = p.limit.unwrap_or(100) as usize;
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("`limit` must be between 1 and 1000"));
     }
-    let offset = p.offset.unwrap_or(0);
+    let offset = p.offset.unwrap_or(0) as usize;
     let total = all.len();
     Ok(Listing {
         items: all.skip(offset).take(limit).collect(),
@@ -50,6 +53,34 @@ fn page<T>(
     })
 }
 
+/// Creates or replaces a package (YAML or JSON) and answers it resolved,
+/// with its warnings. Needs the admin token (or `--token`).
+#[utoipa::path(
+    post,
+    path = "/packages",
+    tag = "packages",
+    request_body(
+        description = "a package document (YAML or JSON)",
+        content(
+            (schemas::Package = "application/json"),
+            (schemas::Package = "application/yaml"),
+            (schemas::Package = "application/x-yaml"),
+            (schemas::Package = "text/yaml"),
+            (schemas::Package = "text/x-yaml"),
+        )
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "created", body = schemas::Applied),
+        (status = 200, description = "updated", body = schemas::Applied),
+        (status = 400, description = "the package is invalid (`invalid_package`, every problem \
+                                      in `details`) or not UTF-8; nothing was stored",
+         body = schemas::ErrorAnswer),
+        WithBody,
+        Guarded,
+        Storage,
+    )
+)]
 pub(crate) async fn apply_package(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
@@ -71,6 +102,18 @@ pub(crate) async fn apply_package(
         .into_response())
 }
 
+/// The packages, resolved.
+#[utoipa::path(
+    get,
+    path = "/packages",
+    tag = "packages",
+    params(schemas::PageQuery),
+    responses(
+        (status = 200, description = "a page of packages", body = schemas::PackageListing),
+        (status = 400, description = "malformed query", body = schemas::ErrorAnswer),
+        Guarded,
+    )
+)]
 pub(crate) async fn list_packages(
     State(state): State<Arc<AppState>>,
     query: Result<Query<Page>, QueryRejection>,
@@ -79,6 +122,18 @@ pub(crate) async fn list_packages(
     Ok(Json(page(query, catalog.packages())?).into_response())
 }
 
+/// A package, resolved.
+#[utoipa::path(
+    get,
+    path = "/packages/{name}",
+    tag = "packages",
+    params(("name" = schemas::PackageName, Path, description = "package name")),
+    responses(
+        (status = 200, description = "the package", body = schemas::ResolvedPackage),
+        (status = 404, description = "no such package", body = schemas::ErrorAnswer),
+        Guarded,
+    )
+)]
 pub(crate) async fn get_package(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -90,6 +145,22 @@ pub(crate) async fn get_package(
     Ok(Json(pkg).into_response())
 }
 
+/// Deletes a package and stops its functions; its objects stay stored.
+/// Needs the admin token (or `--token`).
+#[utoipa::path(
+    delete,
+    path = "/packages/{name}",
+    tag = "packages",
+    params(("name" = schemas::PackageName, Path, description = "package name")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 404, description = "no such package", body = schemas::ErrorAnswer),
+        (status = 409, description = "other packages use it", body = schemas::ErrorAnswer),
+        Guarded,
+        Storage,
+    )
+)]
 pub(crate) async fn delete_package(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -98,6 +169,18 @@ pub(crate) async fn delete_package(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The classes, resolved (inherited bindings and keys included).
+#[utoipa::path(
+    get,
+    path = "/classes",
+    tag = "classes",
+    params(schemas::PageQuery),
+    responses(
+        (status = 200, description = "a page of classes", body = schemas::ClassListing),
+        (status = 400, description = "malformed query", body = schemas::ErrorAnswer),
+        Guarded,
+    )
+)]
 pub(crate) async fn list_classes(
     State(state): State<Arc<AppState>>,
     query: Result<Query<Page>, QueryRejection>,
@@ -106,6 +189,19 @@ pub(crate) async fn list_classes(
     Ok(Json(page(query, catalog.classes())?).into_response())
 }
 
+/// A class, resolved.
+#[utoipa::path(
+    get,
+    path = "/classes/{cls}",
+    tag = "classes",
+    params(("cls" = schemas::ClassKey, Path, description = "class key `<package>.<class>`")),
+    responses(
+        (status = 200, description = "the class", body = schemas::ResolvedClass),
+        (status = 400, description = "malformed class key", body = schemas::ErrorAnswer),
+        (status = 404, description = "no such class", body = schemas::ErrorAnswer),
+        Guarded,
+    )
+)]
 pub(crate) async fn get_class(
     State(state): State<Arc<AppState>>,
     Path(cls): Path<String>,
@@ -132,6 +228,19 @@ fn with_deployment(
     Ok(v)
 }
 
+/// The functions, with their live deployments.
+#[utoipa::path(
+    get,
+    path = "/functions",
+    tag = "functions",
+    params(schemas::PageQuery),
+    responses(
+        (status = 200, description = "a page of functions", body = schemas::FunctionListing),
+        (status = 400, description = "malformed query", body = schemas::ErrorAnswer),
+        (status = 500, description = "a deployment could not be shown", body = schemas::ErrorAnswer),
+        Guarded,
+    )
+)]
 pub(crate) async fn list_functions(
     State(state): State<Arc<AppState>>,
     query: Result<Query<Page>, QueryRejection>,
@@ -152,6 +261,20 @@ pub(crate) async fn list_functions(
     Ok(Json(listing).into_response())
 }
 
+/// A function, with its live deployment.
+#[utoipa::path(
+    get,
+    path = "/functions/{key}",
+    tag = "functions",
+    params(("key" = schemas::FunctionKey, Path, description = "function key `<package>.<function>`")),
+    responses(
+        (status = 200, description = "the function", body = schemas::ResolvedFunction),
+        (status = 400, description = "malformed function key", body = schemas::ErrorAnswer),
+        (status = 404, description = "no such function", body = schemas::ErrorAnswer),
+        (status = 500, description = "its deployment could not be shown", body = schemas::ErrorAnswer),
+        Guarded,
+    )
+)]
 pub(crate) async fn get_function(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,

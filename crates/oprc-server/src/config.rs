@@ -19,6 +19,9 @@ pub struct Config {
     /// `false`: write-behind storage (faster; a crash may lose the last
     /// moments of writes).
     pub sync: bool,
+    /// `false`: packages whose functions have `provision.process` are
+    /// refused, and stored ones are not started (the node runs no command).
+    pub process_functions: bool,
     pub api: oprc_ingress::Options,
     pub invoker: oprc_invoker::Options,
     pub engine: oprc_engine::Options,
@@ -31,6 +34,7 @@ impl Default for Config {
             data_dir: PathBuf::from("oprc-data"),
             apply: Vec::new(),
             sync: true,
+            process_functions: true,
             api: oprc_ingress::Options::default(),
             invoker: oprc_invoker::Options::default(),
             engine: oprc_engine::Options::default(),
@@ -60,6 +64,16 @@ pub struct Overrides {
     pub retention_secs: Option<u64>,
     /// `false` for write-behind storage.
     pub sync: Option<bool>,
+    /// `false` refuses functions with `provision.process`.
+    pub process_functions: Option<bool>,
+    /// Origins whose web pages may call the API (CORS), e.g.
+    /// `http://localhost:3000`.
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    /// Host names the node answers to besides its listen address (`NAME`
+    /// or `NAME:PORT`), e.g. behind a proxy.
+    #[serde(default)]
+    pub public_hosts: Vec<String>,
 }
 
 impl Config {
@@ -87,13 +101,32 @@ impl Config {
         if let Some(v) = o.sync {
             self.sync = v;
         }
+        if let Some(v) = o.process_functions {
+            self.process_functions = v;
+        }
+        self.api.allowed_origins.extend(o.allow_origins);
+        self.api.public_hosts.extend(o.public_hosts);
         self
     }
 
     /// Reads a YAML (or JSON) config file of [`Overrides`].
+    ///
+    /// serde_norway refuses values nested deeper than 128 without
+    /// recursing further, but its scanner takes time growing with the
+    /// square of the flow nesting (`[[[...`: 20 s for 100,000 levels).
+    /// The number of `[` and `{` bounds that nesting, so a file with more
+    /// of them than a config has any use for is refused before it is read.
     pub fn read_file(path: &Path) -> anyhow::Result<Overrides> {
+        const MAX_BRACKETS: usize = 64;
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("failed to read config file {}", path.display()))?;
+        let brackets = text.bytes().filter(|b| matches!(b, b'[' | b'{')).count();
+        if brackets > MAX_BRACKETS {
+            anyhow::bail!(
+                "invalid config file {}: more than {MAX_BRACKETS} `[` and `{{`",
+                path.display()
+            );
+        }
         serde_norway::from_str(&text)
             .with_context(|| format!("invalid config file {}", path.display()))
     }
@@ -108,6 +141,14 @@ impl Config {
         }
         if self.invoker.partitions == 0 {
             anyhow::bail!("partitions must be at least 1");
+        }
+        for origin in &self.api.allowed_origins {
+            oprc_ingress::parse_origin(origin)
+                .map_err(|e| anyhow::anyhow!("invalid allowed origin: {e}"))?;
+        }
+        for host in &self.api.public_hosts {
+            oprc_ingress::parse_public_host(host)
+                .map_err(|e| anyhow::anyhow!("invalid public host: {e}"))?;
         }
         Ok(())
     }
@@ -131,6 +172,77 @@ mod tests {
         let c = Config::default().merge(file).merge(flags);
         assert_eq!(c.invoker.partitions, 4);
         assert_eq!(c.data_dir, PathBuf::from("b"));
+    }
+
+    /// Reads `text` as a config file; the error with its causes.
+    fn read(text: &str) -> Result<Overrides, String> {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+        Config::read_file(file.path()).map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn config_files_are_yaml_or_json() {
+        let o = read("listen: 127.0.0.1:7000\napply: [a.yaml]\npartitions: 8\n").unwrap();
+        assert_eq!(o.listen, Some("127.0.0.1:7000".parse().unwrap()));
+        assert_eq!(o.apply, vec![PathBuf::from("a.yaml")]);
+        let o = read(r#"{"partitions": 2, "sync": false}"#).unwrap();
+        assert_eq!((o.partitions, o.sync), (Some(2), Some(false)));
+    }
+
+    #[test]
+    fn deeply_nested_config_files_are_refused() {
+        const DEEP: usize = 100_000;
+        // Block nesting: serde_norway collects the events in a loop (in
+        // linear time here), and the first value out of place ends the
+        // read, as no field takes a nested value; it would stop at 128
+        // levels anyway.
+        for text in [
+            format!("apply:\n  {}x\n", "- ".repeat(DEEP)),
+            format!("{}x\n", "- ".repeat(DEEP)),
+            format!("other:\n  {}x\n", "? ".repeat(DEEP)),
+        ] {
+            let err = read(&text).unwrap_err();
+            assert!(err.starts_with("invalid config file"), "{err}");
+        }
+        // Flow nesting: refused before it is scanned.
+        for text in [
+            format!("apply: {}{}\n", "[".repeat(DEEP), "]".repeat(DEEP)),
+            format!("{}1{}\n", "{a: ".repeat(DEEP), "}".repeat(DEEP)),
+            "[".repeat(DEEP),
+        ] {
+            let err = read(&text).unwrap_err();
+            assert!(err.ends_with("more than 64 `[` and `{`"), "{err}");
+        }
+    }
+
+    #[test]
+    fn browser_settings_layer_and_are_checked() {
+        let file = Overrides {
+            allow_origins: vec!["http://localhost:3000".into()],
+            process_functions: Some(false),
+            ..Default::default()
+        };
+        let flags = Overrides {
+            allow_origins: vec!["https://console.example".into()],
+            public_hosts: vec!["oprc.example".into()],
+            ..Default::default()
+        };
+        let c = Config::default().merge(file).merge(flags);
+        assert_eq!(c.api.allowed_origins.len(), 2);
+        assert_eq!(c.api.public_hosts, ["oprc.example"]);
+        assert!(!c.process_functions);
+        assert!(c.check().is_ok());
+        let bad = Config::default().merge(Overrides {
+            allow_origins: vec!["*".into()],
+            ..Default::default()
+        });
+        assert!(
+            bad.check()
+                .unwrap_err()
+                .to_string()
+                .contains("every web page")
+        );
     }
 
     #[test]

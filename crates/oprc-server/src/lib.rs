@@ -7,7 +7,11 @@
 //! stop function workers, close storage.
 
 mod config;
+mod engine;
+#[cfg(feature = "fault-injection")]
+mod faults;
 mod metrics;
+mod token;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 pub use config::Overrides;
+pub use oprc_ingress::{parse_origin, parse_public_host};
+pub use token::admin_token_path;
 
 /// Runs a node on `listener` until `shutdown` completes.
 pub async fn run(
@@ -36,8 +42,11 @@ pub async fn run(
         )
     })?;
     let store_closed = store.closed();
+    check_layout(&store, &config).await?;
     let store_metrics = crate::metrics::StoreCollector(store.clone());
     let state: Arc<dyn oprc_store::StateStore> = Arc::new(store.clone());
+    #[cfg(feature = "fault-injection")]
+    let state = faults::wrap(state)?;
     let log: Arc<dyn oprc_store::InvocationLog> = Arc::new(store);
 
     let engine = oprc_engine::Service::new(config.engine.clone());
@@ -45,9 +54,13 @@ pub async fn run(
     let engine_cancel = CancellationToken::new();
     let engine_task = tokio::spawn(engine.run(engine_cancel.clone()));
 
-    let registry = oprc_registry::Registry::open(state.clone(), engine_handle.clone())
-        .await
-        .context("failed to load the stored packages")?;
+    let registry_options = oprc_registry::Options {
+        process_functions: config.process_functions,
+    };
+    let registry =
+        oprc_registry::Registry::open_with(state.clone(), engine_handle.clone(), registry_options)
+            .await
+            .context("failed to load the stored packages")?;
     for path in &config.apply {
         let source = std::fs::read_to_string(path)
             .with_context(|| format!("failed to read package {}", path.display()))?;
@@ -81,13 +94,19 @@ pub async fn run(
     )));
     let invoker = oprc_invoker::Invoker::new(
         config.invoker.clone(),
-        registry.shared_catalog(),
-        state,
-        log,
-        engine_handle,
-        invoker_metrics,
+        oprc_invoker::Parts {
+            catalog: registry.shared_catalog(),
+            state,
+            log,
+            engine: Arc::new(engine::Engine(engine_handle)),
+            router: Arc::new(oprc_invoker::LocalRouter),
+            metrics: invoker_metrics,
+        },
     );
     let invoker_handle = invoker.handle();
+    metrics.register_collector(Box::new(crate::metrics::InvokerCollector(
+        invoker_handle.clone(),
+    )));
     let invoker_cancel = CancellationToken::new();
     let invoker_task = tokio::spawn(invoker.run(invoker_cancel.clone()));
 
@@ -95,7 +114,7 @@ pub async fn run(
         invoker: invoker_handle,
         registry,
         metrics: Arc::new(metrics),
-        options: config.api.clone(),
+        options: api_options(&config, &listener)?,
         ready: AtomicBool::new(true),
     });
     let router = oprc_ingress::router(app.clone());
@@ -124,4 +143,47 @@ pub async fn run(
     store_closed.await;
     tracing::info!("node stopped");
     Ok(())
+}
+
+/// Refuses to use data written with another layout (the partition count
+/// decides where objects and their async calls live).
+async fn check_layout(store: &oprc_store_redb::Store, config: &Config) -> anyhow::Result<()> {
+    use oprc_store::StateStore;
+    let proposed = oprc_store::Layout {
+        partitions: config.invoker.partitions,
+    };
+    let stored = store
+        .layout(&proposed)
+        .await
+        .context("failed to read the data layout")?;
+    if stored != proposed {
+        anyhow::bail!(
+            "the data in {} was written with {} partitions, but this node was started with {}: \
+             start it with --partitions {} (or `partitions: {}` in the config file, or \
+             OPRC_PARTITIONS={}); changing the partition count of existing data is not supported",
+            config.data_dir.display(),
+            stored.partitions,
+            proposed.partitions,
+            stored.partitions,
+            stored.partitions,
+            stored.partitions,
+        );
+    }
+    Ok(())
+}
+
+/// The API's options: the configured ones, the listen address (for the
+/// `Host` check) and, without `--token`, the admin token from the data
+/// directory (created on first start).
+fn api_options(config: &Config, listener: &TcpListener) -> anyhow::Result<oprc_ingress::Options> {
+    let mut api = config.api.clone();
+    api.listen = Some(listener.local_addr().context("listener has no address")?);
+    if api.token.is_none() {
+        api.admin_token = Some(token::load_or_create(&config.data_dir)?);
+        tracing::info!(
+            file = %admin_token_path(&config.data_dir).display(),
+            "changing packages needs the admin token in this file"
+        );
+    }
+    Ok(api)
 }

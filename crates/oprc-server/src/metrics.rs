@@ -109,3 +109,43 @@ impl Collector for EngineCollector {
         Ok(())
     }
 }
+
+/// What the invoker holds: busy inboxes, admitted calls, cached bytes.
+#[derive(Clone)]
+pub(crate) struct InvokerCollector(pub oprc_invoker::Handle);
+
+impl std::fmt::Debug for InvokerCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("InvokerCollector")
+            .field(&self.0.stats())
+            .finish()
+    }
+}
+
+impl Collector for InvokerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = self.0.stats();
+        let gauges: [(&str, &str, i64); 3] = [
+            (
+                "oprc_objects_busy",
+                "Objects with mutating calls queued or running on this node",
+                i64::try_from(stats.busy_objects).unwrap_or(i64::MAX),
+            ),
+            (
+                "oprc_invocations_in_flight",
+                "Calls of waiting callers admitted and not yet answered on this node",
+                i64::try_from(stats.admitted).unwrap_or(i64::MAX),
+            ),
+            (
+                "oprc_object_cache_bytes",
+                "Estimated bytes of objects in the hot-object cache",
+                i64::try_from(stats.cache_bytes).unwrap_or(i64::MAX),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}

@@ -35,6 +35,7 @@ async fn rust_sdk_counter_keeps_every_increment() {
     loop {
         let created = http
             .post(format!("{url}/api/classes/crs.counter/invokes/new"))
+            .header("content-type", "application/json")
             .body(r#"{"id": "c", "data": {"count": 0}}"#)
             .send()
             .await;

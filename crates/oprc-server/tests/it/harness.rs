@@ -58,6 +58,9 @@ pub struct Node {
     pub url: String,
     pub client: reqwest::Client,
     pub data_dir: tempfile::TempDir,
+    /// The bearer token [`Node::request`] sends: `--token` when the node
+    /// has one, else its admin token (from its data directory).
+    pub token: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -88,6 +91,8 @@ impl Node {
         }
         config.invoker.drain_timeout = Duration::from_secs(5);
         configure(&mut config);
+        let given_token = config.api.token.clone();
+        let token_file = oprc_server::admin_token_path(&config.data_dir);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -100,10 +105,18 @@ impl Node {
             url,
             client: reqwest::Client::new(),
             data_dir,
+            token: String::new(),
             stop: Some(stop),
             task: Some(task),
         };
         node.wait_ready().await;
+        node.token = match given_token {
+            Some(t) => t,
+            None => std::fs::read_to_string(&token_file)
+                .expect("the node wrote its admin token")
+                .trim()
+                .to_owned(),
+        };
         node
     }
 
@@ -130,9 +143,18 @@ impl Node {
         path: &str,
         body: Option<&str>,
     ) -> (StatusCode, Value) {
-        let mut req = self.client.request(method, format!("{}{}", self.url, path));
-        if let Some(b) = body {
-            req = req.body(b.to_owned());
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.url, path))
+            .bearer_auth(&self.token);
+        if let Some(b) = body.filter(|b| !b.is_empty()) {
+            // Packages are YAML (JSON is YAML too); call bodies are JSON.
+            let content_type = if path.starts_with("/api/packages") {
+                "application/yaml"
+            } else {
+                "application/json"
+            };
+            req = req.header("content-type", content_type).body(b.to_owned());
         }
         let resp = req.send().await.expect("request");
         let status = resp.status();
@@ -150,6 +172,7 @@ impl Node {
     pub async fn post_with(&self, path: &str, header: (&str, &str)) -> Value {
         self.client
             .post(format!("{}{}", self.url, path))
+            .bearer_auth(&self.token)
             .header(header.0, header.1)
             .send()
             .await

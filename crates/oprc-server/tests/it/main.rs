@@ -1,11 +1,17 @@
 //! End-to-end tests: real nodes on port 0, real function processes.
 
 mod harness;
+mod raw;
 
+mod admin;
 mod bad_input;
+mod browsers;
 mod compat;
 mod concurrency;
+mod errors;
 mod examples;
 mod invoke;
+mod limits;
+mod openapi;
 mod ops;
 mod shutdown;

@@ -54,9 +54,19 @@ async fn operational_endpoints_answer() {
 async fn a_token_protects_the_api_but_not_health() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start_configured(dir, &[], |c| c.api.token = Some("s3cret".into())).await;
-    let (s, v) = node.get("/api/classes").await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    let none = node
+        .client
+        .get(format!("{}/api/classes", node.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
+    let v: serde_json::Value = none.json().await.unwrap();
     assert_eq!(v["error"]["code"], "unauthorized");
+    // With --token there is no admin token file: the token is the admin's.
+    assert!(!oprc_server::admin_token_path(&node.data_dir.path().join("data")).exists());
+    let (s, v) = node.post("/api/packages", "name: p\n").await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
     let ok = node
         .client
         .get(format!("{}/api/classes", node.url))
