@@ -16,6 +16,11 @@ Oparaca: objects as a service.
 `oprc serve` runs a node (HTTP API, embedded storage in ./oprc-data by default).
 The other commands are clients of a node's HTTP API (--url / OPRC_URL).
 
+Tokens: changing packages needs the node's admin token. For a node on this
+machine, client commands read it from its data directory (--data-dir /
+OPRC_DATA_DIR, default ./oprc-data); a node started with --token needs
+that token on every /api request (pass --token / OPRC_TOKEN).
+
 Output: data goes to stdout, progress, warnings and errors to stderr.
 -o/--output picks the format of the data: lists (`pkg list`, `cls list`,
 `fn list`, `obj list`) default to `table`, single documents (`get`, `new`,
@@ -47,7 +52,9 @@ pub struct Global {
     #[arg(long, global = true, env = "OPRC_URL", value_name = "URL",
           default_value = "http://127.0.0.1:6180", value_parser = parse_url)]
     pub url: Url,
-    /// Bearer token: sent by client commands; required by `serve` on `/api`.
+    /// Bearer token: sent by client commands (default: the admin token in
+    /// the data directory, for a node on this machine); with `serve`,
+    /// required on every `/api` route and the admin token.
     #[arg(
         long,
         global = true,
@@ -56,6 +63,11 @@ pub struct Global {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// Data directory: where `serve` keeps its data and admin token, and
+    /// where client commands talking to a node on this machine read that
+    /// token [default: ./oprc-data].
+    #[arg(long, global = true, env = "OPRC_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Format of the data on stdout [default: table for lists, json otherwise].
     #[arg(short = 'o', long, global = true, value_enum, value_name = "FORMAT")]
     pub output: Option<Format>,
@@ -104,14 +116,12 @@ pub struct ServeArgs {
     /// Address of the HTTP API [default: 127.0.0.1:6180].
     #[arg(long, env = "OPRC_LISTEN", value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,
-    /// Data directory of the embedded storage [default: ./oprc-data].
-    #[arg(long, env = "OPRC_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
     /// Package file to apply at start (repeatable).
     #[arg(long, env = "OPRC_APPLY", value_name = "FILE", value_delimiter = ',')]
     pub apply: Vec<PathBuf>,
     /// Config file (YAML or JSON; camelCase keys: listen, dataDir, apply,
-    /// token, maxBodyBytes, partitions, retentionSecs, sync).
+    /// token, maxBodyBytes, partitions, retentionSecs, sync,
+    /// processFunctions, allowOrigins, publicHosts).
     #[arg(long, env = "OPRC_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Partitions of the object space and async log.
@@ -127,6 +137,21 @@ pub struct ServeArgs {
     #[arg(long, env = "OPRC_NO_SYNC", action = clap::ArgAction::SetTrue,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub no_sync: bool,
+    /// Refuse functions with `provision.process`: the node then runs no
+    /// command that a package names.
+    #[arg(long, env = "OPRC_NO_PROCESS_FUNCTIONS", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_process_functions: bool,
+    /// Origin whose web pages may call the API, e.g. http://localhost:3000
+    /// (repeatable; answered with CORS headers). Other origins are refused.
+    #[arg(long = "allow-origin", env = "OPRC_ALLOW_ORIGINS", value_name = "URL",
+          value_delimiter = ',', value_parser = parse_origin)]
+    pub allow_origins: Vec<String>,
+    /// Host name this node answers to besides its listen address, e.g.
+    /// behind a proxy: NAME (any port) or NAME:PORT (repeatable).
+    #[arg(long = "public-host", env = "OPRC_PUBLIC_HOSTS", value_name = "NAME",
+          value_delimiter = ',', value_parser = parse_public_host)]
+    pub public_hosts: Vec<String>,
     /// Log format on stderr (filter with OPRC_LOG or RUST_LOG; default `info`).
     #[arg(long, env = "OPRC_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -242,6 +267,14 @@ pub enum JsonSource {
     Inline(serde_json::Value),
     File(PathBuf),
     Stdin,
+}
+
+fn parse_origin(s: &str) -> Result<String, String> {
+    oprc_server::parse_origin(s)
+}
+
+fn parse_public_host(s: &str) -> Result<String, String> {
+    oprc_server::parse_public_host(s)
 }
 
 fn parse_url(s: &str) -> Result<Url, String> {
@@ -395,6 +428,19 @@ mod tests {
         assert!(parse_url("http://127.0.0.1:6180").is_ok());
         assert!(parse_url("https://node").is_err());
         assert!(parse_url("127.0.0.1:6180").is_err());
+    }
+
+    #[test]
+    fn browser_settings_are_checked_on_the_command_line() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args.iter().copied());
+        let ok = ["oprc", "serve", "--allow-origin", "http://localhost:3000/"];
+        let Command::Serve(a) = parse(&ok).unwrap().command else {
+            panic!("serve")
+        };
+        assert_eq!(a.allow_origins, ["http://localhost:3000"]);
+        assert!(parse(&["oprc", "serve", "--allow-origin", "*"]).is_err());
+        assert!(parse(&["oprc", "serve", "--public-host", "http://x"]).is_err());
+        assert!(parse(&["oprc", "serve", "--data-dir", "d", "--no-process-functions"]).is_ok());
     }
 
     #[test]

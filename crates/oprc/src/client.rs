@@ -1,5 +1,9 @@
-//! The HTTP client of a node's API, and how its answers map to exit codes.
+//! The HTTP client of a node's API: which token it sends, and how answers
+//! map to exit codes and to hints on what to do (401, 403, 415, 421, 429).
+//! Every body it sends carries its `Content-Type` (`.json(..)`, or YAML /
+//! JSON for packages).
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
@@ -7,23 +11,76 @@ use serde_json::Value;
 
 use crate::exit::{Exit, Fail};
 
+/// Where the bearer token a client sends comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Token {
+    /// None: the node's open routes only.
+    None,
+    /// `--token` / `OPRC_TOKEN`.
+    Given(String),
+    /// The admin token of a node on this machine, read from its data
+    /// directory.
+    File { token: String, path: PathBuf },
+}
+
+impl Token {
+    fn value(&self) -> Option<&str> {
+        match self {
+            Self::None => None,
+            Self::Given(t) | Self::File { token: t, .. } => Some(t),
+        }
+    }
+}
+
+/// The token to send: `--token`, else, for a node on this machine
+/// (loopback URL), the admin token in its data directory when there is
+/// one. A local token is never sent to another machine.
+pub fn token_for(base: &Url, given: Option<String>, data_dir: Option<&Path>) -> Token {
+    if let Some(t) = given {
+        return Token::Given(t);
+    }
+    let host = base.host_str().unwrap_or("");
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let local = host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !local {
+        return Token::None;
+    }
+    let path = oprc_server::admin_token_path(data_dir.unwrap_or(Path::new(DEFAULT_DATA_DIR)));
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => Token::File {
+            token: text.trim().to_owned(),
+            path,
+        },
+        _ => Token::None,
+    }
+}
+
+/// The data directory when neither `--data-dir` nor `OPRC_DATA_DIR` is set.
+pub const DEFAULT_DATA_DIR: &str = "oprc-data";
+
 /// A node's API at `base`, with an optional bearer token.
 pub struct Client {
     http: reqwest::Client,
     base: Url,
-    token: Option<String>,
+    token: Token,
 }
 
-/// An answer: its status and JSON body (`Null` when empty, a string when
-/// the body is not JSON).
+/// An answer: its status, JSON body (`Null` when empty, a string when the
+/// body is not JSON), and `Retry-After` in seconds when the node sent one.
 #[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
     pub body: Value,
+    pub retry_after: Option<u64>,
+    /// Where the token sent with the request came from.
+    pub token: Token,
 }
 
 impl Client {
-    pub fn new(base: Url, token: Option<String>) -> anyhow::Result<Self> {
+    pub fn new(base: Url, token: Token) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("oprc/", env!("CARGO_PKG_VERSION")))
@@ -43,7 +100,7 @@ impl Client {
 
     pub fn request(&self, method: Method, segments: &[&str]) -> RequestBuilder {
         let rb = self.http.request(method, self.url(segments));
-        match &self.token {
+        match self.token.value() {
             Some(t) => rb.bearer_auth(t),
             None => rb,
         }
@@ -57,6 +114,11 @@ impl Client {
     pub async fn send(&self, rb: RequestBuilder) -> Result<Reply, Fail> {
         let resp = rb.send().await.map_err(|e| self.unreachable(&e))?;
         let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
         let bytes = resp.bytes().await.map_err(|e| self.unreachable(&e))?;
         let body = if bytes.iter().all(u8::is_ascii_whitespace) {
             Value::Null
@@ -64,7 +126,12 @@ impl Client {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
-        Ok(Reply { status, body })
+        Ok(Reply {
+            status,
+            body,
+            retry_after,
+            token: self.token.clone(),
+        })
     }
 
     /// Sends a request and refuses any answer but a 2xx.
@@ -156,10 +223,63 @@ impl Reply {
                 m
             }
         };
-        if status == StatusCode::UNAUTHORIZED {
-            message.push_str("\nhint: pass the node's token with --token or OPRC_TOKEN");
+        if let Some(hint) = self.hint(text("code")) {
+            message.push_str("\nhint: ");
+            message.push_str(&hint);
         }
         Fail::new(exit, message)
+    }
+
+    /// What the user can do about a refusal.
+    fn hint(&self, code: Option<&str>) -> Option<String> {
+        Some(match self.status {
+            StatusCode::UNAUTHORIZED => match &self.token {
+                Token::None => format!(
+                    "pass the node's token with --token (OPRC_TOKEN); for a node on this \
+                     machine, oprc reads its admin token from <data dir>/admin-token: run oprc \
+                     where the node's data directory is (./{DEFAULT_DATA_DIR}) or point \
+                     --data-dir (OPRC_DATA_DIR) at it"
+                ),
+                Token::Given(_) => "the node refused the token given with --token (OPRC_TOKEN); \
+                                    check it"
+                    .to_owned(),
+                Token::File { path, .. } => format!(
+                    "the node refused the admin token in {}: it was started with another data \
+                     directory or with --token; point --data-dir at its data directory or pass \
+                     --token",
+                    path.display()
+                ),
+            },
+            StatusCode::FORBIDDEN if code == Some("forbidden") && self.is_invocation() => {
+                "the function is not PUBLIC: only PUBLIC functions can be called from outside \
+                 (see `oprc cls get CLS`)"
+                    .to_owned()
+            }
+            StatusCode::FORBIDDEN if !self.is_invocation() && code == Some("forbidden") => {
+                "only PUBLIC functions can be called from outside (see `oprc cls get CLS`); a \
+                 web page's origin must be allowed with `oprc serve --allow-origin URL`"
+                    .to_owned()
+            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                "the node takes JSON bodies (and YAML packages); pass --body/--data as JSON, \
+                 and package files ending in .json, .yaml or .yml"
+                    .to_owned()
+            }
+            StatusCode::MISDIRECTED_REQUEST => {
+                "the node does not answer to this host name: use the address it listens on in \
+                 --url, or start it with --public-host NAME"
+                    .to_owned()
+            }
+            StatusCode::TOO_MANY_REQUESTS => match self.retry_after {
+                Some(s) => format!("the node is busy; retry in {s} s"),
+                None => "the node is busy; retry in a moment".to_owned(),
+            },
+            StatusCode::SERVICE_UNAVAILABLE => match self.retry_after {
+                Some(s) => format!("retry in {s} s"),
+                None => return None,
+            },
+            _ => return None,
+        })
     }
 }
 
@@ -172,6 +292,8 @@ mod tests {
         Reply {
             status: StatusCode::from_u16(status).unwrap(),
             body,
+            retry_after: None,
+            token: Token::None,
         }
     }
 
@@ -229,13 +351,82 @@ mod tests {
     }
 
     #[test]
+    fn refusals_say_what_to_do() {
+        let mut r = reply(
+            401,
+            json!({"error": {"code": "unauthorized", "message": "m"}}),
+        );
+        assert!(
+            r.fail().message.contains("--data-dir"),
+            "{}",
+            r.fail().message
+        );
+        r.token = Token::File {
+            token: "t".into(),
+            path: "d/admin-token".into(),
+        };
+        assert!(r.fail().message.contains("d/admin-token"));
+        let mut r = reply(
+            429,
+            json!({"error": {"code": "too_many_requests", "message": "m"}}),
+        );
+        r.retry_after = Some(2);
+        assert!(
+            r.fail()
+                .message
+                .ends_with("hint: the node is busy; retry in 2 s")
+        );
+        let r = reply(
+            415,
+            json!({"error": {"code": "unsupported_media_type", "message": "m"}}),
+        );
+        assert!(r.fail().message.contains("JSON"));
+        let r = reply(
+            403,
+            json!({"invId": "i", "status": "FAILED", "error": {"code": "forbidden", "message": "m"}}),
+        );
+        assert!(r.fail().message.contains("PUBLIC"));
+    }
+
+    #[test]
+    fn a_local_admin_token_is_sent_only_to_this_machine() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("admin-token"), "abc\n").unwrap();
+        let url = |s: &str| Url::parse(s).unwrap();
+        let local = token_for(&url("http://127.0.0.1:6180"), None, Some(dir.path()));
+        assert!(
+            matches!(&local, Token::File { token, .. } if token == "abc"),
+            "{local:?}"
+        );
+        let local = token_for(&url("http://localhost:6180"), None, Some(dir.path()));
+        assert!(matches!(local, Token::File { .. }));
+        assert_eq!(
+            token_for(&url("http://10.1.2.3:6180"), None, Some(dir.path())),
+            Token::None
+        );
+        assert_eq!(
+            token_for(
+                &url("http://[::1]:6180"),
+                Some("g".into()),
+                Some(dir.path())
+            ),
+            Token::Given("g".into())
+        );
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(
+            token_for(&url("http://127.0.0.1:6180"), None, Some(empty.path())),
+            Token::None
+        );
+    }
+
+    #[test]
     fn path_segments_are_encoded() {
-        let c = Client::new(Url::parse("http://h:1").unwrap(), None).unwrap();
+        let c = Client::new(Url::parse("http://h:1").unwrap(), Token::None).unwrap();
         assert_eq!(
             c.url(&["classes", "ex.c", "objects", "a/b c"]).as_str(),
             "http://h:1/api/classes/ex.c/objects/a%2Fb%20c"
         );
-        let c = Client::new(Url::parse("http://h:1/prefix/").unwrap(), None).unwrap();
+        let c = Client::new(Url::parse("http://h:1/prefix/").unwrap(), Token::None).unwrap();
         assert_eq!(
             c.url(&["classes"]).as_str(),
             "http://h:1/prefix/api/classes"

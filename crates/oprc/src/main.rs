@@ -3,7 +3,8 @@
 //! node's HTTP API.
 //!
 //! Data goes to stdout (`-o json|yaml|table`), progress, warnings and errors
-//! to stderr. Exit codes (see [`exit`]): 0 success; 1 refused (HTTP 4xx),
+//! to stderr. Client commands send `--token`, or else the admin token of a
+//! node on this machine from its data directory (`client::token_for`). Exit codes (see [`exit`]): 0 success; 1 refused (HTTP 4xx),
 //! invocation FAILED, or a local error; 2 usage error; 3 node unreachable or
 //! HTTP 5xx; 4 `--wait` timed out.
 
@@ -42,7 +43,7 @@ fn main() -> ExitCode {
     let result = match command {
         Command::Serve(args) => {
             logging::init(args.log_format, "info");
-            runtime.block_on(serve::run(args, global.token))
+            runtime.block_on(serve::run(args, global))
         }
         Command::Client(cmd) => {
             logging::init(LogFormat::Text, "warn");

@@ -8,34 +8,37 @@ use std::path::Path;
 use anyhow::Context;
 use oprc_server::{Config, Overrides};
 
-use crate::cli::ServeArgs;
+use crate::cli::{Global, ServeArgs};
 
 /// The environment-and-flags layer (clap reads both).
-fn overrides(args: &ServeArgs, token: Option<String>) -> Overrides {
+fn overrides(args: &ServeArgs, global: &Global) -> Overrides {
     Overrides {
         listen: args.listen,
-        data_dir: args.data_dir.clone(),
+        data_dir: global.data_dir.clone(),
         apply: args.apply.clone(),
-        token,
+        token: global.token.clone(),
         max_body_bytes: args.max_body_bytes,
         partitions: args.partitions,
         retention_secs: args.retention_secs,
         sync: args.no_sync.then_some(false),
+        process_functions: args.no_process_functions.then_some(false),
+        allow_origins: args.allow_origins.clone(),
+        public_hosts: args.public_hosts.clone(),
     }
 }
 
-pub fn config(args: &ServeArgs, token: Option<String>) -> anyhow::Result<Config> {
+pub fn config(args: &ServeArgs, global: &Global) -> anyhow::Result<Config> {
     let mut config = Config::default();
     if let Some(path) = &args.config {
         config = config.merge(Config::read_file(path)?);
     }
-    let config = config.merge(overrides(args, token));
+    let config = config.merge(overrides(args, global));
     config.check()?;
     Ok(config)
 }
 
-pub async fn run(args: ServeArgs, token: Option<String>) -> anyhow::Result<()> {
-    let config = config(&args, token)?;
+pub async fn run(args: ServeArgs, global: Global) -> anyhow::Result<()> {
+    let config = config(&args, &global)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| {
@@ -56,6 +59,12 @@ pub async fn run(args: ServeArgs, token: Option<String>) -> anyhow::Result<()> {
         "oprc: node listening on http://{addr} (data in {})",
         shown(&config.data_dir)
     );
+    if config.api.token.is_none() {
+        eprintln!(
+            "oprc: changing packages needs the admin token in {} (the oprc CLI reads it there)",
+            shown(&oprc_server::admin_token_path(&config.data_dir))
+        );
+    }
     // The node's future is large; keep it off this stack frame.
     Box::pin(oprc_server::run(config, listener, shutdown_signal())).await
 }
@@ -115,10 +124,10 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    fn serve_args(argv: &[&str]) -> (ServeArgs, Option<String>) {
+    fn serve_args(argv: &[&str]) -> (ServeArgs, Global) {
         let cli = crate::cli::Cli::try_parse_from(["oprc", "serve"].iter().chain(argv)).unwrap();
         match cli.command {
-            crate::cli::Command::Serve(a) => (a, cli.global.token),
+            crate::cli::Command::Serve(a) => (a, cli.global),
             crate::cli::Command::Client(_) => unreachable!(),
         }
     }
@@ -141,7 +150,7 @@ mod tests {
             "b.yaml",
             "--no-sync",
         ]);
-        let c = config(&args, token).unwrap();
+        let c = config(&args, &token).unwrap();
         assert_eq!(c.data_dir, Path::new("from-flag"));
         assert_eq!(c.invoker.partitions, 3);
         assert_eq!(c.apply, [Path::new("a.yaml"), Path::new("b.yaml")]);
@@ -152,16 +161,24 @@ mod tests {
     fn a_public_address_without_a_token_is_refused() {
         let (args, token) = serve_args(&["--listen", "0.0.0.0:6180"]);
         assert!(
-            config(&args, token)
+            config(&args, &token)
                 .unwrap_err()
                 .to_string()
                 .contains("token")
         );
         let (args, token) = serve_args(&["--listen", "0.0.0.0:6180", "--token", "t"]);
         assert_eq!(
-            config(&args, token).unwrap().api.token.as_deref(),
+            config(&args, &token).unwrap().api.token.as_deref(),
             Some("t")
         );
+    }
+
+    #[test]
+    fn process_functions_can_be_disabled() {
+        let (args, global) = serve_args(&["--no-process-functions"]);
+        assert!(!config(&args, &global).unwrap().process_functions);
+        let (args, global) = serve_args(&[]);
+        assert!(config(&args, &global).unwrap().process_functions);
     }
 
     #[test]

@@ -31,8 +31,9 @@ impl Ctx {
 
 /// Runs a client command (everything but `serve`).
 pub async fn run(global: Global, command: ClientCommand) -> anyhow::Result<()> {
+    let token = crate::client::token_for(&global.url, global.token, global.data_dir.as_deref());
     let ctx = Ctx {
-        client: Client::new(global.url, global.token)?,
+        client: Client::new(global.url, token)?,
         output: global.output,
     };
     match command {

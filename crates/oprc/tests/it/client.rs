@@ -44,6 +44,7 @@ fn invoke_sends_the_target_args_flags_key_and_body() {
         "/api/classes/ex.c/objects/a%2Fb/invokes/f?x=1&q=a%3Db&_async=true&_showMain=true"
     );
     assert_eq!(req.header("idempotency-key"), Some("k1"));
+    assert_eq!(req.header("content-type"), Some("application/json"));
     assert_eq!(req.header("authorization"), Some("Bearer s3cret"));
     assert_eq!(
         serde_json::from_str::<Value>(&req.body).unwrap(),
@@ -65,6 +66,7 @@ fn a_class_level_call_has_no_object_and_may_read_the_body_from_stdin() {
     let req = &node.requests()[0];
     assert_eq!(req.target, "/api/classes/ex.c/invokes/stats");
     assert_eq!(req.body, r#"{"k":[1]}"#);
+    assert_eq!(req.header("content-type"), Some("application/json"));
 }
 
 #[test]
@@ -124,6 +126,10 @@ fn an_invalid_package_lists_its_problems_with_the_file_name() {
     assert!(r.stderr.lines().next() == Some(expected.as_str()), "{r:?}");
     assert!(r.stderr.contains("(invalid_package, HTTP 400)"), "{r:?}");
     assert_eq!(node.requests()[0].body, "name: t\nclasses:\n  - nam: c\n");
+    assert_eq!(
+        node.requests()[0].header("content-type"),
+        Some("application/yaml")
+    );
 }
 
 #[test]
@@ -262,6 +268,7 @@ fn obj_new_sends_id_and_data_and_prints_the_object() {
     assert_eq!(out["_meta"]["id"], "o1");
     let req = &node.requests()[0];
     assert_eq!(req.target, "/api/classes/t.c/invokes/new");
+    assert_eq!(req.header("content-type"), Some("application/json"));
     assert_eq!(
         serde_json::from_str::<Value>(&req.body).unwrap(),
         json!({"id": "o1", "data": {"n": 1}})
@@ -288,4 +295,74 @@ fn catalogue_lists_page_through_everything() {
         "KEY   PARENTS   FUNCTIONS\nt.a   -         get\nt.b   t.a       -\n"
     );
     assert_eq!(node.requests().len(), 2);
+}
+
+#[test]
+fn a_call_without_a_body_sends_no_content_type() {
+    let node = Fake::start(fixed(200, json!({"invId": "i1", "status": "SUCCEEDED"})));
+    let r = oprc(&["--url", &node.url, "invoke", "ex.c/o", "f"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let req = &node.requests()[0];
+    assert_eq!(req.header("content-type"), None);
+    assert!(req.body.is_empty());
+}
+
+#[test]
+fn refusals_name_what_to_do() {
+    let node = Fake::start(fixed(
+        401,
+        json!({"error": {"code": "unauthorized", "message": "changing packages needs the admin token"}}),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.json");
+    std::fs::write(&file, r#"{"name": "p"}"#).unwrap();
+    let r = oprc(&[
+        "--url",
+        &node.url,
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "pkg",
+        "apply",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("hint: pass the node's token with --token"),
+        "{r:?}"
+    );
+    let req = &node.requests()[0];
+    assert_eq!(req.header("content-type"), Some("application/json"));
+    assert_eq!(req.header("authorization"), None);
+
+    // A node on this machine: its admin token is read from the data dir.
+    std::fs::write(dir.path().join("admin-token"), "from-file\n").unwrap();
+    let r = oprc(&[
+        "--url",
+        &node.url,
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "pkg",
+        "apply",
+        file.to_str().unwrap(),
+    ]);
+    assert!(r.stderr.contains("refused the admin token in"), "{r:?}");
+    assert_eq!(
+        node.requests()[1].header("authorization"),
+        Some("Bearer from-file")
+    );
+
+    for (status, code, hint) in [
+        (415, "unsupported_media_type", "JSON"),
+        (421, "misdirected", "--public-host"),
+        (429, "too_many_requests", "busy"),
+    ] {
+        let node = Fake::start(fixed(
+            status,
+            json!({"error": {"code": code, "message": "m"}}),
+        ));
+        let r = oprc(&["--url", &node.url, "cls", "list"]);
+        assert_eq!(r.code, 1, "{r:?}");
+        assert!(r.stderr.contains(hint), "{status}: {r:?}");
+    }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::{Run, cmd, free_port, oprc};
+use crate::{Run, cmd, finish, free_port, oprc};
 
 /// A node in a temporary data directory, killed on drop.
 struct Node {
@@ -24,8 +24,9 @@ impl Node {
         let listen = format!("127.0.0.1:{}", free_port());
         // Logs go to a file: an unread pipe could fill up and stall the node.
         let log = std::fs::File::create(dir.path().join("node.log")).unwrap();
-        let child = cmd(&["serve", "--listen", &listen, "--data-dir"])
-            .arg(dir.path().join("data"))
+        // As in the README: started in a directory, data in ./oprc-data.
+        let child = cmd(&["serve", "--listen", &listen])
+            .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -65,10 +66,22 @@ impl Node {
         }
     }
 
+    /// A client command run where the node was started (so it finds the
+    /// admin token in ./oprc-data with no flag).
     fn run(&self, args: &[&str]) -> Run {
+        self.run_in(self.dir.path(), args)
+    }
+
+    fn run_in(&self, cwd: &Path, args: &[&str]) -> Run {
         let mut argv = vec!["--url", self.url.as_str()];
         argv.extend_from_slice(args);
-        oprc(&argv)
+        finish(
+            cmd(&argv)
+                .current_dir(cwd)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap(),
+        )
     }
 
     fn file(&self, name: &str, text: &str) -> String {
@@ -156,6 +169,45 @@ fn a_node_serves_the_client_commands() {
     assert!(r.stderr.contains("(invalid_package, HTTP 400)"), "{r:?}");
 }
 
+/// The admin token is picked up from the data directory with no flag;
+/// elsewhere, the refusal says where to find it.
+#[test]
+fn package_changes_find_the_admin_token_in_the_data_dir() {
+    let node = Node::start();
+    let log = node.log();
+    assert!(
+        log.contains("admin token in ./oprc-data/admin-token"),
+        "{log}"
+    );
+    let pkg = node.file("pkg.yaml", "name: t\n");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let r = node.run_in(elsewhere.path(), &["pkg", "apply", &pkg]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("(unauthorized, HTTP 401)"), "{r:?}");
+    assert!(
+        r.stderr.contains("hint:") && r.stderr.contains("--data-dir"),
+        "{r:?}"
+    );
+    let data = node.dir.path().join("oprc-data");
+    let data = data.to_str().unwrap();
+    let r = node.run_in(
+        elsewhere.path(),
+        &["--data-dir", data, "pkg", "apply", &pkg],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let argv = ["--url", node.url.as_str(), "pkg", "delete", "t"];
+    let r = finish(
+        cmd(&argv)
+            .current_dir(elsewhere.path())
+            .env("OPRC_DATA_DIR", data)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = node.run_in(elsewhere.path(), &["cls", "list"]);
+    assert_eq!(r.code, 0, "reads need no token: {r:?}");
+}
+
 #[test]
 #[cfg(unix)]
 fn sigterm_stops_the_node_cleanly() {
@@ -182,7 +234,7 @@ fn sigterm_stops_the_node_cleanly() {
     let log = node.log();
     assert!(log.contains("oprc: node listening on http://"), "{log}");
     assert!(log.contains("SIGTERM received"), "{log}");
-    assert!(Path::new(&node.dir.path().join("data")).exists());
+    assert!(Path::new(&node.dir.path().join("oprc-data")).exists());
 }
 
 #[test]

@@ -5,6 +5,9 @@ mod client;
 mod crash;
 mod e2e;
 mod fake;
+mod faults;
+mod proc;
+mod storage_errors;
 mod usage;
 
 use std::io::Write;
@@ -39,7 +42,7 @@ pub fn cmd(args: &[&str]) -> Command {
     c
 }
 
-fn finish(out: Output) -> Run {
+pub fn finish(out: Output) -> Run {
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
