@@ -13,7 +13,13 @@
 //! reported as throughput and p50/p99 latency with ratios against its
 //! baseline. Run from the repository root:
 //! `cargo run --release -p oprc-bench -- --duration-secs 3`.
+//!
+//! `--node-bin LABEL=PATH` (repeatable) adds nodes started from `oprc`
+//! binaries (say, builds of two commits): the node scenarios run against
+//! each, interleaved, with the CPU time of each node process and of its
+//! function workers per call.
 
+mod external;
 mod load;
 mod setup;
 
@@ -46,6 +52,23 @@ struct Args {
     /// Also run the node with write-behind storage (`--no-sync`).
     #[arg(long)]
     with_nosync: bool,
+    /// A node from an `oprc` binary to measure too, as `LABEL=PATH`
+    /// (repeatable).
+    #[arg(long = "node-bin")]
+    node_bins: Vec<String>,
+    /// Only the scenarios on `--node-bin` nodes.
+    #[arg(long)]
+    only_bins: bool,
+}
+
+/// What one scenario measured, and where.
+struct Row {
+    c: usize,
+    name: String,
+    summary: Summary,
+    /// CPU milliseconds per call of the node process and of its workers,
+    /// for `--node-bin` nodes.
+    cpu_ms: Option<(f64, f64)>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,68 +82,141 @@ fn main() -> anyhow::Result<()> {
 async fn run(args: Args) -> anyhow::Result<()> {
     let max_clients = args.concurrency.iter().copied().max().unwrap_or(1);
     let env = setup::Env::start(max_clients, args.pairs, args.with_nosync).await?;
+    let mut externals = Vec::new();
+    let mut seed = 0x2545_f491_4f6c_dd1d;
+    for spec in &args.node_bins {
+        let node = external::External::start(spec, &setup::package()).await?;
+        setup::create_objects(node.addr, max_clients, args.pairs, &mut seed).await?;
+        externals.push(node);
+    }
     let duration = Duration::from_secs(args.duration_secs);
     eprintln!(
         "oprc-bench: {} s per run, concurrency {:?}, {} pairs",
         args.duration_secs, args.concurrency, args.pairs
     );
-    let mut rows = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     let env_ref = &env;
     for &c in &args.concurrency {
         let env = env_ref;
-        let mut scenarios: Vec<(&str, MakeRequest)> = vec![
-            ("direct", Box::new(|_, _| env.direct_task())),
-            (
-                "node",
-                Box::new(|client, _| env.node_fill(&env.node, client)),
-            ),
-            // Every client on one object: localized locking under contention.
-            ("node-hot", Box::new(|_, _| env.node_fill(&env.node, 0))),
-            ("noop", Box::new(|_, _| env.noop())),
-            (
-                "get",
-                Box::new(|client, _| env.builtin_get(&env.node, client)),
-            ),
-            (
-                "update",
-                Box::new(|client, n| env.builtin_update(&env.node, client, n)),
-            ),
-        ];
-        if let Some(nosync) = &env.nosync {
-            scenarios.push((
-                "node-nosync",
-                Box::new(move |client, _| env.node_fill(nosync, client)),
-            ));
+        let node = env.node.addr;
+        let mut scenarios: Vec<(String, MakeRequest, Option<&external::External>)> = Vec::new();
+        if !args.only_bins {
+            scenarios.extend([
+                (
+                    "direct".to_owned(),
+                    Box::new(|_, _| env.direct_task()) as MakeRequest,
+                    None,
+                ),
+                (
+                    "node".to_owned(),
+                    Box::new(move |client, _| env.node_fill(node, client)),
+                    None,
+                ),
+                // Every client on one object: localized locking under contention.
+                (
+                    "node-hot".to_owned(),
+                    Box::new(move |_, _| env.node_fill(node, 0)),
+                    None,
+                ),
+                ("noop".to_owned(), Box::new(|_, _| env.noop()), None),
+                (
+                    "get".to_owned(),
+                    Box::new(move |client, _| env.builtin_get(node, client)),
+                    None,
+                ),
+                (
+                    "update".to_owned(),
+                    Box::new(move |client, n| env.builtin_update(node, client, n)),
+                    None,
+                ),
+            ]);
+            if let Some(nosync) = &env.nosync {
+                let addr = nosync.addr;
+                scenarios.push((
+                    "node-nosync".to_owned(),
+                    Box::new(move |client, _| env.node_fill(addr, client)),
+                    None,
+                ));
+            }
         }
-        for (name, make) in &scenarios {
+        // Interleaved per scenario: each binary's run next to the others'.
+        type Make = fn(&setup::Env, std::net::SocketAddr, usize, u64) -> load::Request;
+        let kinds: [(&str, Make); 4] = [
+            ("node", |e, a, client, _| e.node_fill(a, client)),
+            ("node-hot", |e, a, _, _| e.node_fill(a, 0)),
+            ("get", |e, a, client, _| e.builtin_get(a, client)),
+            ("update", |e, a, client, n| e.builtin_update(a, client, n)),
+        ];
+        for (kind, make) in kinds {
+            for ext in &externals {
+                let addr = ext.addr;
+                scenarios.push((
+                    format!("{kind}@{}", ext.label),
+                    Box::new(move |client, n| make(env, addr, client, n)),
+                    Some(ext),
+                ));
+            }
+        }
+        for (name, make, ext) in &scenarios {
             // Warm up (connections, workers, caches), then measure.
             load::run(c, Duration::from_millis(300), make.as_ref()).await?;
+            let before = ext.map(|e| e.cpu());
             let s = load::run(c, duration, make.as_ref()).await?;
+            let cpu_ms = ext.zip(before).map(|(e, before)| {
+                let after = e.cpu();
+                let calls = (s.rps * duration.as_secs_f64()).max(1.0);
+                let per_call = |ticks: u64| ticks as f64 * 1000.0 / external::TICKS_PER_SEC / calls;
+                (
+                    per_call(after.node.saturating_sub(before.node)),
+                    per_call(after.children.saturating_sub(before.children)),
+                )
+            });
             eprintln!(
-                "  c={c:<3} {name:<12} {:>8.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms  errors {}",
-                s.rps, s.p50_ms, s.p99_ms, s.errors
+                "  c={c:<3} {name:<16} {:>8.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms  errors {}{}",
+                s.rps,
+                s.p50_ms,
+                s.p99_ms,
+                s.errors,
+                cpu_ms.map_or(String::new(), |(n, w)| format!(
+                    "  cpu/call node {n:.3} ms, workers {w:.3} ms"
+                )),
             );
-            rows.push((c, name.to_string(), s));
+            rows.push(Row {
+                c,
+                name: name.clone(),
+                summary: s,
+                cpu_ms,
+            });
         }
     }
     print_report(&args, &rows);
+    print_comparison(&args, &externals, &rows);
+    for e in externals {
+        e.stop().await;
+    }
     env.stop().await;
     Ok(())
 }
 
-fn find<'a>(rows: &'a [(usize, String, Summary)], c: usize, name: &str) -> Option<&'a Summary> {
+fn find<'a>(rows: &'a [Row], c: usize, name: &str) -> Option<&'a Summary> {
     rows.iter()
-        .find(|(rc, n, _)| *rc == c && n == name)
-        .map(|(_, _, s)| s)
+        .find(|r| r.c == c && r.name == name)
+        .map(|r| &r.summary)
 }
 
-fn print_report(args: &Args, rows: &[(usize, String, Summary)]) {
-    println!("| concurrency | scenario | req/s | p50 ms | p99 ms | errors |");
-    println!("|---:|---|---:|---:|---:|---:|");
-    for (c, name, s) in rows {
+fn print_report(args: &Args, rows: &[Row]) {
+    println!(
+        "| concurrency | scenario | req/s | p50 ms | p99 ms | errors | node CPU ms/call | worker CPU ms/call |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let s = &r.summary;
+        let (n, w) = r.cpu_ms.map_or(("".to_owned(), "".to_owned()), |(n, w)| {
+            (format!("{n:.3}"), format!("{w:.3}"))
+        });
         println!(
-            "| {c} | {name} | {:.0} | {:.3} | {:.3} | {} |",
-            s.rps, s.p50_ms, s.p99_ms, s.errors
+            "| {} | {} | {:.0} | {:.3} | {:.3} | {} | {n} | {w} |",
+            r.c, r.name, s.rps, s.p50_ms, s.p99_ms, s.errors
         );
     }
     println!();
@@ -145,5 +241,45 @@ fn print_report(args: &Args, rows: &[(usize, String, Summary)]) {
             g.rps / noop.rps,
             u.rps / noop.rps
         );
+    }
+}
+
+/// Each `--node-bin` node against the first one, per scenario.
+fn print_comparison(args: &Args, externals: &[external::External], rows: &[Row]) {
+    let Some((base, others)) = externals.split_first() else {
+        return;
+    };
+    if others.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "| concurrency | scenario | binary | req/s vs {0} | p50 vs {0} | p99 vs {0} | node CPU/call vs {0} |",
+        base.label
+    );
+    println!("|---:|---|---|---:|---:|---:|---:|");
+    let row = |c: usize, name: &str| rows.iter().find(|r| r.c == c && r.name == name);
+    for &c in &args.concurrency {
+        for kind in ["node", "node-hot", "get", "update"] {
+            let Some(b) = row(c, &format!("{kind}@{}", base.label)) else {
+                continue;
+            };
+            for o in others {
+                let Some(r) = row(c, &format!("{kind}@{}", o.label)) else {
+                    continue;
+                };
+                let cpu = match (r.cpu_ms, b.cpu_ms) {
+                    (Some((n, _)), Some((bn, _))) if bn > 0.0 => format!("{:.2}", n / bn),
+                    _ => String::new(),
+                };
+                println!(
+                    "| {c} | {kind} | {} | {:.2} | {:.2} | {:.2} | {cpu} |",
+                    o.label,
+                    r.summary.rps / b.summary.rps,
+                    r.summary.p50_ms / b.summary.p50_ms,
+                    r.summary.p99_ms / b.summary.p99_ms,
+                );
+            }
+        }
     }
 }

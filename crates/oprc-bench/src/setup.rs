@@ -16,7 +16,7 @@ use crate::load::Request;
 
 const FUNCTION: &str = "examples/record/record.py";
 
-fn package() -> String {
+pub(crate) fn package() -> String {
     // One worker, as for the direct calls, so both sides run the same code
     // on the same amount of CPU.
     format!(
@@ -62,6 +62,25 @@ impl Node {
     }
 }
 
+/// Creates objects `o0..o{clients}` with `pairs` random pairs each.
+pub(crate) async fn create_objects(
+    addr: SocketAddr,
+    clients: usize,
+    pairs: usize,
+    seed: &mut u64,
+) -> anyhow::Result<()> {
+    for c in 0..clients {
+        let body = serde_json::json!({"id": format!("o{c}"), "data": random_pairs(pairs, seed)});
+        post(
+            addr,
+            "/api/classes/bench.record/invokes/new",
+            body.to_string(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 pub struct Env {
     pub node: Node,
     pub nosync: Option<Node>,
@@ -87,6 +106,37 @@ fn random_pairs(n: usize, seed: &mut u64) -> serde_json::Map<String, serde_json:
     (0..n)
         .map(|_| (next(10), serde_json::Value::String(next(40))))
         .collect()
+}
+
+/// Waits until a node at `addr` answers `/readyz`.
+pub(crate) async fn wait_ready(addr: SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if get_ok(addr, "/readyz").await {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no node became ready on {addr}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn get_ok(addr: SocketAddr, path: &str) -> bool {
+    let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
+    let Ok((mut send, conn)) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await
+    else {
+        return false;
+    };
+    tokio::spawn(conn);
+    let Ok(req) = hyper::Request::get(path)
+        .header("host", addr.to_string())
+        .body(Full::new(Bytes::new()))
+    else {
+        return false;
+    };
+    matches!(send.send_request(req).await, Ok(r) if r.status().is_success())
 }
 
 async fn wait_for(addr: SocketAddr) -> anyhow::Result<()> {
@@ -126,13 +176,14 @@ async fn noop_server() -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-async fn post(addr: SocketAddr, path: &str, body: String) -> anyhow::Result<()> {
+pub(crate) async fn post(addr: SocketAddr, path: &str, body: String) -> anyhow::Result<()> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     let (mut send, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let req = hyper::Request::post(path)
-        .header("host", "bench")
+        .header("host", addr.to_string())
+        .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body)))?;
     let resp = send.send_request(req).await?;
     anyhow::ensure!(resp.status().is_success(), "POST {path}: {}", resp.status());
@@ -170,15 +221,7 @@ impl Env {
         };
         let mut seed = 0x9e37_79b9_7f4a_7c15;
         for n in std::iter::once(&node).chain(nosync.as_ref()) {
-            for c in 0..clients {
-                let body = serde_json::json!({"id": format!("o{c}"), "data": random_pairs(pairs, &mut seed)});
-                post(
-                    n.addr,
-                    "/api/classes/bench.record/invokes/new",
-                    body.to_string(),
-                )
-                .await?;
-            }
+            create_objects(n.addr, clients, pairs, &mut seed).await?;
         }
         let mut main = oprc_core::ObjectRecord::new(
             oprc_core::ClassKey::new("bench.record")?,
@@ -222,11 +265,11 @@ impl Env {
         }
     }
 
-    pub fn node_fill(&self, node: &Node, client: usize) -> Request {
+    pub fn node_fill(&self, node: SocketAddr, client: usize) -> Request {
         Request {
             method: http::Method::POST,
             uri: Self::uri(
-                node.addr,
+                node,
                 &format!("/api/classes/bench.record/objects/o{client}/invokes/fill"),
             ),
             body: Bytes::new(),
@@ -241,22 +284,22 @@ impl Env {
         }
     }
 
-    pub fn builtin_get(&self, node: &Node, client: usize) -> Request {
+    pub fn builtin_get(&self, node: SocketAddr, client: usize) -> Request {
         Request {
             method: http::Method::GET,
             uri: Self::uri(
-                node.addr,
+                node,
                 &format!("/api/classes/bench.record/objects/o{client}/invokes/get"),
             ),
             body: Bytes::new(),
         }
     }
 
-    pub fn builtin_update(&self, node: &Node, client: usize, n: u64) -> Request {
+    pub fn builtin_update(&self, node: SocketAddr, client: usize, n: u64) -> Request {
         Request {
             method: http::Method::POST,
             uri: Self::uri(
-                node.addr,
+                node,
                 &format!("/api/classes/bench.record/objects/o{client}/invokes/update"),
             ),
             body: Bytes::from(format!(r#"{{"v": {n}}}"#)),

@@ -1,0 +1,107 @@
+//! Nodes from `oprc` binaries (`--node-bin LABEL=PATH`), e.g. the build of
+//! another commit, measured side by side with the same load, and the CPU
+//! time each one's processes spend.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use anyhow::Context;
+
+/// A node process started from a binary, with the bench package applied.
+pub struct External {
+    pub label: String,
+    pub addr: SocketAddr,
+    child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+/// CPU time of a process and of its children still running, in clock
+/// ticks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu {
+    pub node: u64,
+    pub children: u64,
+}
+
+impl External {
+    /// `spec` is `LABEL=PATH`.
+    pub async fn start(spec: &str, package: &str) -> anyhow::Result<Self> {
+        let (label, path) = spec
+            .split_once('=')
+            .with_context(|| format!("--node-bin takes LABEL=PATH, not {spec:?}"))?;
+        let dir = tempfile::tempdir()?;
+        let pkg = dir.path().join("bench.yaml");
+        std::fs::write(&pkg, package)?;
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            l.local_addr()?
+        };
+        let child = tokio::process::Command::new(PathBuf::from(path))
+            .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg("--apply")
+            .arg(&pkg)
+            .env_remove("OPRC_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {path}"))?;
+        crate::setup::wait_ready(addr).await?;
+        Ok(Self {
+            label: label.to_owned(),
+            addr,
+            child,
+            _dir: dir,
+        })
+    }
+
+    /// CPU time so far of the node and of its live child processes (the
+    /// function workers).
+    pub fn cpu(&self) -> Cpu {
+        let Some(pid) = self.child.id() else {
+            return Cpu::default();
+        };
+        let mut cpu = Cpu {
+            node: ticks(pid).unwrap_or(0),
+            children: 0,
+        };
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for entry in dir.flatten() {
+                let Some(child) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+                    continue;
+                };
+                if parent(child) == Some(pid) {
+                    cpu.children += ticks(child).unwrap_or(0);
+                }
+            }
+        }
+        cpu
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// The fields of `/proc/PID/stat` after the command name.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = text.rsplit_once(')')?.1;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+fn parent(pid: u32) -> Option<u32> {
+    stat_fields(pid)?.get(1)?.parse().ok()
+}
+
+/// utime + stime.
+fn ticks(pid: u32) -> Option<u64> {
+    let f = stat_fields(pid)?;
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Clock ticks per second (USER_HZ; 100 on Linux).
+pub const TICKS_PER_SEC: f64 = 100.0;
