@@ -61,19 +61,21 @@ async fn attempt(shared: &Arc<Shared>, call: Call) -> Result<(), Failed> {
         answer::refused(shared, call, crate::Error::ShuttingDown);
         return Ok(());
     }
-    let plan = match plan::plan(&shared.catalog.load(), &call.req) {
-        Ok(plan) => plan,
+    let fresh = match plan::again(&shared.catalog.load(), &call.req, &call.plan) {
+        Ok(fresh) => fresh,
         Err(e) => {
             answer::refused(shared, call, e);
             return Ok(());
         }
     };
-    if plan.mutating {
+    if let Some(plan) = fresh.as_ref().filter(|p| p.mutating) {
         // A package update made the binding mutating since the call was
         // accepted: it runs in its object's inbox, like any mutation.
+        let plan = plan.clone();
         moved(shared, call, plan).await;
         return Ok(());
     }
+    let plan = fresh.as_ref().unwrap_or(&call.plan);
     let replayed = matches!(call.kind, CallKind::Async { .. }) || call.attempts > 0;
     if call.kind.records() && replayed {
         match shared.state.get_invocation(&call.req.inv_id).await {
@@ -97,7 +99,7 @@ async fn attempt(shared: &Arc<Shared>, call: Call) -> Result<(), Failed> {
             Err(e) => return Err((call, e)),
         },
     };
-    let step = match exec::run(shared, &plan, &call.req, main.as_deref()).await {
+    let step = match exec::run(shared, plan, &call.req, main.as_deref()).await {
         Ok(step) => step,
         Err(exec::Refusal::Now(e)) => {
             answer::refused(shared, call, e);

@@ -43,10 +43,17 @@ impl Handle {
     /// Runs a call and answers when it has ended: a successful answer means
     /// its state is committed (durable, G4). The caller is `req.caller`.
     pub async fn invoke(&self, req: InvocationRequest) -> Result<InvocationResponse, Error> {
+        // Boxed, so that the callers' futures (the HTTP stack moves them
+        // several times) stay small.
+        Box::pin(self.invoke_boxed(req)).await
+    }
+
+    async fn invoke_boxed(&self, req: InvocationRequest) -> Result<InvocationResponse, Error> {
         let (plan, permit) = self.accept(&req)?;
         match req.idempotency_key.clone() {
             None => self.run(req, plan, CallKind::Sync, permit).await,
-            Some(key) => self.run_keyed(key, req, plan, permit).await,
+            // Boxed: the common path's future stays small.
+            Some(key) => Box::pin(self.run_keyed(key, req, plan, permit)).await,
         }
     }
 
@@ -54,6 +61,10 @@ impl Handle {
     /// durably in the async log. A repeat of an idempotency key answers the
     /// first call's state; the same key for a different request is refused.
     pub async fn submit(&self, req: InvocationRequest) -> Result<InvocationResponse, Error> {
+        Box::pin(self.submit_boxed(req)).await
+    }
+
+    async fn submit_boxed(&self, req: InvocationRequest) -> Result<InvocationResponse, Error> {
         let (_plan, permit) = self.accept(&req)?;
         if let Some(oid) = &req.oid
             && self.shared.load(&req.cls, oid).await?.is_none()
@@ -147,10 +158,7 @@ impl Handle {
             reply: Some(tx),
             _admitted: Some(permit),
         };
-        // Even a call that writes nothing now runs in a task of its own: a
-        // package update may make it write by the time it starts.
-        dispatch::dispatch(&self.shared, call)?;
-        rx.await.map_err(|_| Error::ShuttingDown)?
+        dispatch::run(&self.shared, call, rx).await
     }
 
     async fn run_keyed(

@@ -19,7 +19,8 @@
 //! - ports: `ports` (the function engine), `router`, and the `oprc-store`
 //!   traits;
 //! - drivers: `cache`, `keys`, `inbox`, `context`, `exec`, `answer`,
-//!   `worker`, `direct`, `dispatch`, `consumer`, `handle`, `service`.
+//!   `worker`, `direct`, `detach`, `dispatch`, `consumer`, `handle`,
+//!   `service`.
 //!
 //! What it must not do: speak HTTP to clients (that is the ingress), know a
 //! storage or engine backend (it sees only the ports), or hold any lock
@@ -31,6 +32,7 @@ mod builtin;
 mod cache;
 mod consumer;
 mod context;
+mod detach;
 mod direct;
 mod dispatch;
 mod error;

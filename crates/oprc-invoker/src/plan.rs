@@ -26,6 +26,9 @@ pub(crate) enum Action {
 /// A checked call.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
+    /// The catalog it was checked against (kept, so that "is it still the
+    /// current one" is a pointer comparison).
+    catalog: Arc<Catalog>,
     /// The class as resolved when the call was checked (shared, not copied).
     class: Arc<ResolvedClass>,
     fb: String,
@@ -74,8 +77,21 @@ pub(crate) fn check_access(
     }
 }
 
+/// Checks a call again when it starts: `None` when the catalog is the one
+/// `previous` was planned on (nothing changed), else the new plan.
+pub(crate) fn again(
+    catalog: &Arc<Catalog>,
+    req: &InvocationRequest,
+    previous: &Plan,
+) -> Result<Option<Plan>, Error> {
+    if Arc::ptr_eq(catalog, &previous.catalog) {
+        return Ok(None);
+    }
+    plan(catalog, req).map(Some)
+}
+
 /// Checks a call against the catalog, as its caller (`req.caller`).
-pub(crate) fn plan(catalog: &Catalog, req: &InvocationRequest) -> Result<Plan, Error> {
+pub(crate) fn plan(catalog: &Arc<Catalog>, req: &InvocationRequest) -> Result<Plan, Error> {
     let class = catalog
         .class_shared(&req.cls)
         .ok_or_else(|| Error::ClassNotFound(req.cls.to_string()))?;
@@ -126,6 +142,7 @@ pub(crate) fn plan(catalog: &Catalog, req: &InvocationRequest) -> Result<Plan, E
             req.fb, req.cls, req.fb
         ))),
         _ => Ok(Plan {
+            catalog: catalog.clone(),
             fb: req.fb.clone(),
             class: class.clone(),
             action,

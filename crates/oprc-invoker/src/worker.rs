@@ -315,8 +315,13 @@ async fn run_on(
     let call = &job.call;
     // The package may have changed while the call was queued: it runs
     // whole on the version current now, or not at all.
-    let plan = match plan::plan(&shared.catalog.load(), &call.req) {
-        Ok(plan) => plan,
+    let replanned;
+    let plan = match plan::again(&shared.catalog.load(), &call.req, &call.plan) {
+        Ok(None) => &call.plan,
+        Ok(Some(p)) => {
+            replanned = p;
+            &replanned
+        }
         Err(e) => return Ok(Outcome::Refused(e)),
     };
     // A recorded call that may have landed before (a replay, or a retry
@@ -342,7 +347,7 @@ async fn run_on(
         let done = InvocationResponse::status(call.req.inv_id.clone(), InvocationStatus::Succeeded);
         return Ok(Outcome::Done(done));
     }
-    let step = match exec::run(shared, &plan, &call.req, Some(main)).await {
+    let step = match exec::run(shared, plan, &call.req, Some(main)).await {
         Ok(step) => step,
         Err(exec::Refusal::Now(e)) => return Ok(Outcome::Refused(e)),
         // Already in its inbox: running it here is running it in order.

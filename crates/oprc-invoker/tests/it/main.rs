@@ -120,3 +120,18 @@ impl ParseOid for String {
         oprc_core::ObjectId::new(self.as_str()).unwrap()
     }
 }
+
+/// The handle's futures stay small: the HTTP stack moves its handler's
+/// future several times per request, so a big one costs every call (the
+/// call's own state is boxed once inside).
+#[tokio::test]
+async fn the_handle_futures_stay_small() {
+    let node = Node::start(Options::default());
+    let invoke = std::mem::size_of_val(&node.handle.invoke(request(Some("x"), "inc")));
+    let submit = std::mem::size_of_val(&node.handle.submit(request(Some("x"), "inc")));
+    assert!(
+        invoke <= 512 && submit <= 512,
+        "invoke {invoke} B, submit {submit} B"
+    );
+    node.stop().await;
+}
