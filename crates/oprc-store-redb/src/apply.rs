@@ -32,7 +32,13 @@ enum Plan<P, T> {
 /// failed after its first write, so `txn` holds part of it.
 pub(crate) fn apply(txn: &WriteTransaction, op: &mut Op, dedup_window_ms: i64) -> Result<()> {
     match op {
-        Op::Commit(batch, reply) => run(reply, check_batch(txn, batch), |p| write_batch(txn, p)),
+        Op::Commit(batch, reply) => {
+            // Tables are opened once per batch, only when it touches them
+            // (opening one costs more than a small write).
+            let mut tables = BatchTables::new(txn);
+            let checked = check_batch(&mut tables, batch);
+            run(reply, checked, |p| write_batch(&mut tables, p))
+        }
         Op::Append {
             partition,
             dedup_id,
@@ -154,15 +160,61 @@ fn decode_revision(key: &str, bytes: &[u8]) -> Result<u64> {
     Ok(decode::<Rev>("objects", key, bytes)?.meta.revision)
 }
 
+/// The tables of a batch, opened on first use and kept for its write.
+struct BatchTables<'t> {
+    txn: &'t WriteTransaction,
+    objects: Option<Table<'t, &'static str, &'static [u8]>>,
+    invocations: Option<Table<'t, &'static str, &'static [u8]>>,
+    idempotency: Option<Table<'t, &'static str, &'static str>>,
+    expiry: Option<Table<'t, (i64, &'static str), ()>>,
+}
+
+/// Opens `def` into `slot` unless it is open.
+fn open<'t, 's, K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &'t WriteTransaction,
+    slot: &'s mut Option<Table<'t, K, V>>,
+    def: redb::TableDefinition<'static, K, V>,
+) -> Result<&'s mut Table<'t, K, V>> {
+    if slot.is_none() {
+        *slot = Some(txn.open_table(def).map_err(storage)?);
+    }
+    Ok(slot.as_mut().expect("opened above"))
+}
+
+impl<'t> BatchTables<'t> {
+    fn new(txn: &'t WriteTransaction) -> Self {
+        Self {
+            txn,
+            objects: None,
+            invocations: None,
+            idempotency: None,
+            expiry: None,
+        }
+    }
+
+    fn objects(&mut self) -> Result<&mut Table<'t, &'static str, &'static [u8]>> {
+        open(self.txn, &mut self.objects, OBJECTS)
+    }
+
+    fn invocations(&mut self) -> Result<&mut Table<'t, &'static str, &'static [u8]>> {
+        open(self.txn, &mut self.invocations, INVOCATIONS)
+    }
+
+    fn idempotency(&mut self) -> Result<&mut Table<'t, &'static str, &'static str>> {
+        open(self.txn, &mut self.idempotency, IDEMPOTENCY)
+    }
+
+    fn expiry(&mut self) -> Result<&mut Table<'t, (i64, &'static str), ()>> {
+        open(self.txn, &mut self.expiry, INV_EXPIRY)
+    }
+}
+
 /// Checks every precondition of the batch against the stored state and
 /// encodes every record, so that the batch lands whole or not at all.
 fn check_batch<'b>(
-    txn: &WriteTransaction,
+    tables: &mut BatchTables<'_>,
     batch: &'b WriteBatch,
 ) -> Result<Plan<BatchPlan<'b>, ()>> {
-    let objects = txn.open_table(OBJECTS).map_err(storage)?;
-    let invocations = txn.open_table(INVOCATIONS).map_err(storage)?;
-    let idempotency = txn.open_table(IDEMPOTENCY).map_err(storage)?;
     let mut plan = BatchPlan::default();
     for w in &batch.writes {
         match w {
@@ -171,7 +223,7 @@ fn check_batch<'b>(
                 expected_revision,
             } => {
                 let key = object_key(&record.meta.cls, &record.meta.id);
-                check_revision(&objects, &key, *expected_revision)?;
+                check_revision(tables.objects()?, &key, *expected_revision)?;
                 plan.objects.push((key, Some(encode("object", record)?)));
             }
             Write::DeleteObject {
@@ -180,18 +232,22 @@ fn check_batch<'b>(
                 expected_revision,
             } => {
                 let key = object_key(cls, oid);
-                check_revision(&objects, &key, Some(*expected_revision))?;
+                check_revision(tables.objects()?, &key, Some(*expected_revision))?;
                 plan.objects.push((key, None));
             }
             Write::PutInvocation(record) => {
-                plan_invocation(&invocations, &idempotency, &mut plan, record)?;
+                plan_invocation(tables, &mut plan, record)?;
             }
         }
     }
     Ok(Plan::Write(plan))
 }
 
-fn check_revision(objects: &Table<&str, &[u8]>, key: &str, expected: Option<u64>) -> Result<()> {
+fn check_revision(
+    objects: &Table<'_, &'static str, &'static [u8]>,
+    key: &str,
+    expected: Option<u64>,
+) -> Result<()> {
     let current = match objects.get(key).map_err(storage)? {
         Some(v) => Some(decode_revision(key, v.value())?),
         None => None,
@@ -207,8 +263,7 @@ fn check_revision(objects: &Table<&str, &[u8]>, key: &str, expected: Option<u64>
 /// Plans one `PutInvocation`, as if the batch's earlier writes of the same
 /// record had been applied before it.
 fn plan_invocation<'b>(
-    invocations: &Table<&str, &[u8]>,
-    idempotency: &Table<&str, &str>,
+    tables: &mut BatchTables<'_>,
     plan: &mut BatchPlan<'b>,
     record: &'b InvocationRecord,
 ) -> Result<()> {
@@ -218,7 +273,7 @@ fn plan_invocation<'b>(
     // (whether the replaced record is terminal, its expiry index entry)
     let (old_terminal, old_expiry) = match earlier {
         Some(i) => (plan.invocations[i].terminal, plan.invocations[i].old_expiry),
-        None => match invocations.get(id).map_err(storage)? {
+        None => match tables.invocations()?.get(id).map_err(storage)? {
             None => (false, None),
             Some(v) => match decode::<StoredInvocation>("invocations", id, v.value()) {
                 Ok(old) => (old.response.status.is_terminal(), Some(old.expires_at)),
@@ -251,16 +306,20 @@ fn plan_invocation<'b>(
     }
     if let Some(key) = &record.request.idempotency_key
         && !plan.keys.iter().any(|(k, _)| k == key)
-        && idempotency.get(key.as_str()).map_err(storage)?.is_none()
+        && tables
+            .idempotency()?
+            .get(key.as_str())
+            .map_err(storage)?
+            .is_none()
     {
         plan.keys.push((key, id));
     }
     Ok(())
 }
 
-fn write_batch(txn: &WriteTransaction, plan: BatchPlan<'_>) -> Result<()> {
+fn write_batch(tables: &mut BatchTables<'_>, plan: BatchPlan<'_>) -> Result<()> {
     if !plan.objects.is_empty() {
-        let mut objects = txn.open_table(OBJECTS).map_err(storage)?;
+        let objects = tables.objects()?;
         for (key, bytes) in &plan.objects {
             match bytes {
                 Some(bytes) => objects.insert(key.as_str(), bytes.as_slice()).map(drop),
@@ -270,20 +329,22 @@ fn write_batch(txn: &WriteTransaction, plan: BatchPlan<'_>) -> Result<()> {
         }
     }
     if !plan.invocations.is_empty() {
-        let mut invocations = txn.open_table(INVOCATIONS).map_err(storage)?;
-        let mut expiry = txn.open_table(INV_EXPIRY).map_err(storage)?;
         for p in &plan.invocations {
             if let Some(old) = p.old_expiry {
-                expiry.remove((old, p.id)).map_err(storage)?;
+                tables.expiry()?.remove((old, p.id)).map_err(storage)?;
             }
-            invocations
+            tables
+                .invocations()?
                 .insert(p.id, p.bytes.as_slice())
                 .map_err(storage)?;
-            expiry.insert((p.expires_at, p.id), ()).map_err(storage)?;
+            tables
+                .expiry()?
+                .insert((p.expires_at, p.id), ())
+                .map_err(storage)?;
         }
     }
     if !plan.keys.is_empty() {
-        let mut idempotency = txn.open_table(IDEMPOTENCY).map_err(storage)?;
+        let idempotency = tables.idempotency()?;
         for (key, id) in &plan.keys {
             idempotency.insert(*key, *id).map_err(storage)?;
         }
