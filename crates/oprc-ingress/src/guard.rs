@@ -33,7 +33,10 @@ pub(crate) fn check(state: &AppState, req: &Request) -> Result<(), ApiError> {
     }
     let opts = &state.options;
     let host = authority(req);
-    if let (Some(listen), Some(host)) = (opts.listen, host.as_deref())
+    // The common case, the listen address itself, costs no allocation.
+    let exact = |listen: SocketAddr, host: &str| host.parse::<SocketAddr>() == Ok(listen);
+    if let (Some(listen), Some(host)) = (opts.listen, host)
+        && !exact(listen, host)
         && !host_allowed(host, listen, &opts.public_hosts)
     {
         tracing::warn!(host, "request for a host this node does not serve");
@@ -45,16 +48,15 @@ pub(crate) fn check(state: &AppState, req: &Request) -> Result<(), ApiError> {
             ),
         ));
     }
-    cross_site(req.headers(), host.as_deref(), &opts.allowed_origins)
+    cross_site(req.headers(), host, &opts.allowed_origins)
 }
 
 /// The request's authority: `Host`, or the URI's (HTTP/2).
-fn authority(req: &Request) -> Option<String> {
+fn authority(req: &Request) -> Option<&str> {
     req.headers()
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
 }
 
 /// Splits `name[:port]` / `[v6][:port]`; the port defaults to 80.
