@@ -58,27 +58,33 @@ impl External {
         })
     }
 
-    /// CPU time so far of the node and of its live child processes (the
-    /// function workers).
+    /// CPU time so far of the node and of its live descendants (the
+    /// function workers, also behind a shell).
     pub fn cpu(&self) -> Cpu {
         let Some(pid) = self.child.id() else {
             return Cpu::default();
         };
-        let mut cpu = Cpu {
-            node: ticks(pid).unwrap_or(0),
-            children: 0,
-        };
+        let mut parents: Vec<(u32, u32)> = Vec::new();
         if let Ok(dir) = std::fs::read_dir("/proc") {
             for entry in dir.flatten() {
-                let Some(child) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
-                    continue;
-                };
-                if parent(child) == Some(pid) {
-                    cpu.children += ticks(child).unwrap_or(0);
+                if let Some(p) = entry.file_name().to_str().and_then(|s| s.parse().ok())
+                    && let Some(parent) = parent(p)
+                {
+                    parents.push((p, parent));
                 }
             }
         }
-        cpu
+        let mut family = vec![pid];
+        let mut i = 0;
+        while i < family.len() {
+            let up = family[i];
+            family.extend(parents.iter().filter(|(_, pp)| *pp == up).map(|(p, _)| *p));
+            i += 1;
+        }
+        Cpu {
+            node: ticks(pid).unwrap_or(0),
+            children: family[1..].iter().map(|p| ticks(*p).unwrap_or(0)).sum(),
+        }
     }
 
     pub async fn stop(mut self) {

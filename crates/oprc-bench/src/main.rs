@@ -59,6 +59,12 @@ struct Args {
     /// Only the scenarios on `--node-bin` nodes.
     #[arg(long)]
     only_bins: bool,
+    /// Only these scenarios (names before `@`, e.g. `update,get`).
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<String>,
+    /// Rounds of every scenario (interleaved); the report shows medians.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
 }
 
 /// What one scenario measured, and where.
@@ -96,99 +102,110 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     let mut rows: Vec<Row> = Vec::new();
     let env_ref = &env;
-    for &c in &args.concurrency {
-        let env = env_ref;
-        let node = env.node.addr;
-        let mut scenarios: Vec<(String, MakeRequest, Option<&external::External>)> = Vec::new();
-        if !args.only_bins {
-            scenarios.extend([
-                (
-                    "direct".to_owned(),
-                    Box::new(|_, _| env.direct_task()) as MakeRequest,
-                    None,
-                ),
-                (
-                    "node".to_owned(),
-                    Box::new(move |client, _| env.node_fill(node, client)),
-                    None,
-                ),
-                // Every client on one object: localized locking under contention.
-                (
-                    "node-hot".to_owned(),
-                    Box::new(move |_, _| env.node_fill(node, 0)),
-                    None,
-                ),
-                ("noop".to_owned(), Box::new(|_, _| env.noop()), None),
-                (
-                    "get".to_owned(),
-                    Box::new(move |client, _| env.builtin_get(node, client)),
-                    None,
-                ),
-                (
-                    "update".to_owned(),
-                    Box::new(move |client, n| env.builtin_update(node, client, n)),
-                    None,
-                ),
-            ]);
-            if let Some(nosync) = &env.nosync {
-                let addr = nosync.addr;
-                scenarios.push((
-                    "node-nosync".to_owned(),
-                    Box::new(move |client, _| env.node_fill(addr, client)),
-                    None,
-                ));
-            }
+    for round in 0..args.rounds.max(1) {
+        if args.rounds > 1 {
+            eprintln!("round {}", round + 1);
         }
-        // Interleaved per scenario: each binary's run next to the others'.
-        type Make = fn(&setup::Env, std::net::SocketAddr, usize, u64) -> load::Request;
-        let kinds: [(&str, Make); 4] = [
-            ("node", |e, a, client, _| e.node_fill(a, client)),
-            ("node-hot", |e, a, _, _| e.node_fill(a, 0)),
-            ("get", |e, a, client, _| e.builtin_get(a, client)),
-            ("update", |e, a, client, n| e.builtin_update(a, client, n)),
-        ];
-        for (kind, make) in kinds {
-            for ext in &externals {
-                let addr = ext.addr;
-                scenarios.push((
-                    format!("{kind}@{}", ext.label),
-                    Box::new(move |client, n| make(env, addr, client, n)),
-                    Some(ext),
-                ));
+        for &c in &args.concurrency {
+            let env = env_ref;
+            let node = env.node.addr;
+            let mut scenarios: Vec<(String, MakeRequest, Option<&external::External>)> = Vec::new();
+            if !args.only_bins {
+                scenarios.extend([
+                    (
+                        "direct".to_owned(),
+                        Box::new(|_, _| env.direct_task()) as MakeRequest,
+                        None,
+                    ),
+                    (
+                        "node".to_owned(),
+                        Box::new(move |client, _| env.node_fill(node, client)),
+                        None,
+                    ),
+                    // Every client on one object: localized locking under contention.
+                    (
+                        "node-hot".to_owned(),
+                        Box::new(move |_, _| env.node_fill(node, 0)),
+                        None,
+                    ),
+                    ("noop".to_owned(), Box::new(|_, _| env.noop()), None),
+                    (
+                        "get".to_owned(),
+                        Box::new(move |client, _| env.builtin_get(node, client)),
+                        None,
+                    ),
+                    (
+                        "update".to_owned(),
+                        Box::new(move |client, n| env.builtin_update(node, client, n)),
+                        None,
+                    ),
+                ]);
+                if let Some(nosync) = &env.nosync {
+                    let addr = nosync.addr;
+                    scenarios.push((
+                        "node-nosync".to_owned(),
+                        Box::new(move |client, _| env.node_fill(addr, client)),
+                        None,
+                    ));
+                }
             }
-        }
-        for (name, make, ext) in &scenarios {
-            // Warm up (connections, workers, caches), then measure.
-            load::run(c, Duration::from_millis(300), make.as_ref()).await?;
-            let before = ext.map(|e| e.cpu());
-            let s = load::run(c, duration, make.as_ref()).await?;
-            let cpu_ms = ext.zip(before).map(|(e, before)| {
-                let after = e.cpu();
-                let calls = (s.rps * duration.as_secs_f64()).max(1.0);
-                let per_call = |ticks: u64| ticks as f64 * 1000.0 / external::TICKS_PER_SEC / calls;
-                (
-                    per_call(after.node.saturating_sub(before.node)),
-                    per_call(after.children.saturating_sub(before.children)),
-                )
-            });
-            eprintln!(
-                "  c={c:<3} {name:<16} {:>8.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms  errors {}{}",
-                s.rps,
-                s.p50_ms,
-                s.p99_ms,
-                s.errors,
-                cpu_ms.map_or(String::new(), |(n, w)| format!(
-                    "  cpu/call node {n:.3} ms, workers {w:.3} ms"
-                )),
-            );
-            rows.push(Row {
-                c,
-                name: name.clone(),
-                summary: s,
-                cpu_ms,
-            });
+            // Interleaved per scenario: each binary's run next to the others'.
+            type Make = fn(&setup::Env, std::net::SocketAddr, usize, u64) -> load::Request;
+            let kinds: [(&str, Make); 4] = [
+                ("node", |e, a, client, _| e.node_fill(a, client)),
+                ("node-hot", |e, a, _, _| e.node_fill(a, 0)),
+                ("get", |e, a, client, _| e.builtin_get(a, client)),
+                ("update", |e, a, client, n| e.builtin_update(a, client, n)),
+            ];
+            for (kind, make) in kinds {
+                for ext in &externals {
+                    let addr = ext.addr;
+                    scenarios.push((
+                        format!("{kind}@{}", ext.label),
+                        Box::new(move |client, n| make(env, addr, client, n)),
+                        Some(ext),
+                    ));
+                }
+            }
+            for (name, make, ext) in &scenarios {
+                let base = name.split('@').next().unwrap_or(name);
+                if !args.scenarios.is_empty() && !args.scenarios.iter().any(|s| s == base) {
+                    continue;
+                }
+                // Warm up (connections, workers, caches), then measure.
+                load::run(c, Duration::from_millis(300), make.as_ref()).await?;
+                let before = ext.map(|e| e.cpu());
+                let s = load::run(c, duration, make.as_ref()).await?;
+                let cpu_ms = ext.zip(before).map(|(e, before)| {
+                    let after = e.cpu();
+                    let calls = (s.rps * duration.as_secs_f64()).max(1.0);
+                    let per_call =
+                        |ticks: u64| ticks as f64 * 1000.0 / external::TICKS_PER_SEC / calls;
+                    (
+                        per_call(after.node.saturating_sub(before.node)),
+                        per_call(after.children.saturating_sub(before.children)),
+                    )
+                });
+                eprintln!(
+                    "  c={c:<3} {name:<16} {:>8.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms  errors {}{}",
+                    s.rps,
+                    s.p50_ms,
+                    s.p99_ms,
+                    s.errors,
+                    cpu_ms.map_or(String::new(), |(n, w)| format!(
+                        "  cpu/call node {n:.3} ms, workers {w:.3} ms"
+                    )),
+                );
+                rows.push(Row {
+                    c,
+                    name: name.clone(),
+                    summary: s,
+                    cpu_ms,
+                });
+            }
         }
     }
+    let rows = medians(rows);
     print_report(&args, &rows);
     print_comparison(&args, &externals, &rows);
     for e in externals {
@@ -196,6 +213,44 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     env.stop().await;
     Ok(())
+}
+
+/// One row per concurrency and scenario: the median of its rounds for
+/// each figure.
+fn medians(rows: Vec<Row>) -> Vec<Row> {
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+    let mut keys: Vec<(usize, String)> = Vec::new();
+    for r in &rows {
+        if !keys.iter().any(|(c, n)| *c == r.c && *n == r.name) {
+            keys.push((r.c, r.name.clone()));
+        }
+    }
+    keys.into_iter()
+        .map(|(c, name)| {
+            let runs: Vec<&Row> = rows.iter().filter(|r| r.c == c && r.name == name).collect();
+            let of = |f: fn(&Row) -> f64| median(runs.iter().map(|r| f(r)).collect());
+            let cpu_ms = runs[0].cpu_ms.map(|_| {
+                (
+                    of(|r| r.cpu_ms.map_or(0.0, |x| x.0)),
+                    of(|r| r.cpu_ms.map_or(0.0, |x| x.1)),
+                )
+            });
+            Row {
+                c,
+                summary: Summary {
+                    rps: of(|r| r.summary.rps),
+                    p50_ms: of(|r| r.summary.p50_ms),
+                    p99_ms: of(|r| r.summary.p99_ms),
+                    errors: runs.iter().map(|r| r.summary.errors).sum(),
+                },
+                name,
+                cpu_ms,
+            }
+        })
+        .collect()
 }
 
 fn find<'a>(rows: &'a [Row], c: usize, name: &str) -> Option<&'a Summary> {
