@@ -8,6 +8,7 @@
 mod id;
 mod invocation;
 mod object;
+pub mod shell;
 mod task;
 
 pub use id::{ClassKey, FunctionKey, IdError, InvocationId, ObjectId, PartitionId};

@@ -70,7 +70,7 @@ impl ProcessSpec {
     /// worker's and signals reach it directly. Other scripts (`a; b`,
     /// `a && b`, pipelines, ...) keep the shell as the group leader.
     pub fn shell(script: impl Into<String>) -> Self {
-        let script = crate::shell::exec_script(&script.into());
+        let script = oprc_core::shell::exec_script(&script.into());
         Self::new(vec!["sh".into(), "-c".into(), script])
     }
 

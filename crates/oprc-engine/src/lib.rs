@@ -43,7 +43,6 @@ mod pool;
 mod procfs;
 mod ready;
 mod service;
-mod shell;
 mod socket_dir;
 mod status;
 mod worker;

@@ -9,7 +9,6 @@
 
 mod class;
 mod function;
-mod shell;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

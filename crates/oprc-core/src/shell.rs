@@ -1,8 +1,7 @@
 //! Shell commands that `exec` their worker, so the worker is the process the
-//! engine started (its pid, its signals) rather than a child of `sh`.
-//!
-//! `oprc_package::Command::argv` keeps the same rule for package commands
-//! (the package crate cannot depend on this one); their tests share cases.
+//! engine started (its pid, its signals) rather than a child of `sh`. One
+//! rule for the engine's `ProcessSpec::shell` and the package format's
+//! `Command::argv` (neither crate depends on the other). Pure: no IO.
 
 /// `script` with `exec` put before its command word when the script is one
 /// simple command (`python3 fn.py`, `PYTHONPATH=sdk python3 fn.py 2>&1`):
@@ -11,7 +10,7 @@
 /// substitutions, shell builtins, several lines) is returned unchanged:
 /// there the shell stays, and signalling the process group still reaches
 /// the worker.
-pub(crate) fn exec_script(script: &str) -> String {
+pub fn exec_script(script: &str) -> String {
     match command_word(script) {
         Some(at) => format!("{}exec {}", &script[..at], &script[at..]),
         None => script.to_owned(),
