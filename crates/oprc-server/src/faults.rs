@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_trait::async_trait;
-use oprc_core::{ClassKey, InvocationId, InvocationRecord, ObjectId, ObjectRecord};
-use oprc_store::{ErrorKind, Layout, ObjectPage, StateStore, WriteBatch};
+use oprc_core::{ClassKey, ObjectId, ObjectRecord};
+use oprc_store::intercept::{Intercept, Intercepted};
+use oprc_store::{ErrorKind, StateStore, WriteBatch};
 
 pub(crate) const VAR: &str = "OPRC_FAULT_INJECTION";
 
@@ -24,10 +25,10 @@ struct Plan {
     until: Instant,
 }
 
-/// Wraps `inner` when the variable is set.
-pub(crate) fn wrap(inner: Arc<dyn StateStore>) -> anyhow::Result<Arc<dyn StateStore>> {
+/// `store`, failing as the variable says when it is set.
+pub(crate) fn wrap<S: StateStore>(store: S) -> anyhow::Result<Arc<dyn StateStore>> {
     let Ok(spec) = std::env::var(VAR) else {
-        return Ok(inner);
+        return Ok(Arc::new(store));
     };
     let parts: Vec<&str> = spec.split(':').collect();
     let [kind, per_mille, for_ms] = parts.as_slice() else {
@@ -45,19 +46,20 @@ pub(crate) fn wrap(inner: Arc<dyn StateStore>) -> anyhow::Result<Arc<dyn StateSt
         .with_context(|| format!("{VAR}: per mille"))?;
     let for_ms = for_ms.parse().with_context(|| format!("{VAR}: duration"))?;
     tracing::warn!(%spec, "fault injection is on: storage fails on purpose");
-    Ok(Arc::new(Faulty {
-        inner,
-        plan: Plan {
-            kind,
-            per_mille,
-            until: Instant::now() + Duration::from_millis(for_ms),
+    Ok(Arc::new(Intercepted {
+        inner: store,
+        hooks: Faulty {
+            plan: Plan {
+                kind,
+                per_mille,
+                until: Instant::now() + Duration::from_millis(for_ms),
+            },
+            rng: AtomicU64::new(0x2545_f491_4f6c_dd1d),
         },
-        rng: AtomicU64::new(0x2545_f491_4f6c_dd1d),
     }))
 }
 
 struct Faulty {
-    inner: Arc<dyn StateStore>,
     plan: Plan,
     rng: AtomicU64,
 }
@@ -79,49 +81,23 @@ impl Faulty {
 }
 
 #[async_trait]
-impl StateStore for Faulty {
+impl Intercept for Faulty {
     async fn get_object(
         &self,
+        inner: &(dyn StateStore + '_),
         cls: &ClassKey,
         oid: &ObjectId,
     ) -> oprc_store::Result<Option<ObjectRecord>> {
         self.roll()?;
-        self.inner.get_object(cls, oid).await
+        inner.get_object(cls, oid).await
     }
-    async fn list_objects(
+
+    async fn commit(
         &self,
-        cls: &ClassKey,
-        after: Option<&ObjectId>,
-        limit: usize,
-    ) -> oprc_store::Result<ObjectPage> {
-        self.inner.list_objects(cls, after, limit).await
-    }
-    async fn commit(&self, batch: WriteBatch) -> oprc_store::Result<()> {
+        inner: &(dyn StateStore + '_),
+        batch: WriteBatch,
+    ) -> oprc_store::Result<()> {
         self.roll()?;
-        self.inner.commit(batch).await
-    }
-    async fn get_invocation(
-        &self,
-        id: &InvocationId,
-    ) -> oprc_store::Result<Option<InvocationRecord>> {
-        self.inner.get_invocation(id).await
-    }
-    async fn find_idempotency_key(&self, key: &str) -> oprc_store::Result<Option<InvocationId>> {
-        self.inner.find_idempotency_key(key).await
-    }
-    async fn purge_invocations(&self, now_ms: i64, max: usize) -> oprc_store::Result<u64> {
-        self.inner.purge_invocations(now_ms, max).await
-    }
-    async fn layout(&self, proposed: &Layout) -> oprc_store::Result<Layout> {
-        self.inner.layout(proposed).await
-    }
-    async fn put_package(&self, name: &str, source: &str) -> oprc_store::Result<()> {
-        self.inner.put_package(name, source).await
-    }
-    async fn delete_package(&self, name: &str) -> oprc_store::Result<bool> {
-        self.inner.delete_package(name).await
-    }
-    async fn list_packages(&self) -> oprc_store::Result<Vec<(String, String)>> {
-        self.inner.list_packages().await
+        inner.commit(batch).await
     }
 }

@@ -44,9 +44,10 @@ pub async fn run(
     let store_closed = store.closed();
     check_layout(&store, &config).await?;
     let store_metrics = crate::metrics::StoreCollector(store.clone());
-    let state: Arc<dyn oprc_store::StateStore> = Arc::new(store.clone());
     #[cfg(feature = "fault-injection")]
-    let state = faults::wrap(state)?;
+    let state = faults::wrap(store.clone())?;
+    #[cfg(not(feature = "fault-injection"))]
+    let state: Arc<dyn oprc_store::StateStore> = Arc::new(store.clone());
     let log: Arc<dyn oprc_store::InvocationLog> = Arc::new(store);
 
     let engine = oprc_engine::Service::new(config.engine.clone());

@@ -7,6 +7,7 @@
 //! retries from [`ErrorKind`], never from a backend's message.
 
 mod error;
+pub mod intercept;
 mod log;
 mod state;
 

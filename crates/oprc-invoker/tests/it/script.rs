@@ -9,13 +9,14 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use oprc_core::{
-    ClassKey, FunctionKey, InvocationId, InvocationRecord, InvocationResponse, InvocationStatus,
-    ObjectId, ObjectRecord, PartitionId, Task,
+    FunctionKey, InvocationId, InvocationResponse, InvocationStatus, ObjectId, ObjectRecord,
+    PartitionId, Task,
 };
 use oprc_invoker::{
     CallError, FunctionEngine, Handle, Invoker, LocalRouter, Metrics, Options, Parts,
 };
-use oprc_store::{ErrorKind, InvocationLog, Layout, ObjectPage, StateStore, Write, WriteBatch};
+use oprc_store::intercept::{Intercept, Intercepted};
+use oprc_store::{ErrorKind, InvocationLog, StateStore, Write, WriteBatch};
 use parking_lot::Mutex;
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -122,8 +123,10 @@ impl FunctionEngine for ScriptEngine {
 // A store with switches.
 
 /// The embedded store with switches for the interleavings under test.
-pub(crate) struct ReviewStore {
-    pub(crate) inner: oprc_store_redb::Store,
+pub(crate) type ReviewStore = Intercepted<oprc_store_redb::Store, Switches>;
+
+/// The switches of a [`ReviewStore`].
+pub(crate) struct Switches {
     /// Commits that write an object fail with this kind (nothing lands).
     pub(crate) fail_object_commits: Mutex<Option<ErrorKind>>,
     pub(crate) failed: AtomicUsize,
@@ -141,10 +144,11 @@ pub(crate) struct ReviewStore {
     pub(crate) gate: Gate,
 }
 
-impl ReviewStore {
-    pub(crate) fn new(inner: oprc_store_redb::Store) -> Self {
-        Self {
-            inner,
+/// The embedded store `inner`, with every switch off.
+pub(crate) fn review_store(inner: oprc_store_redb::Store) -> ReviewStore {
+    Intercepted {
+        inner,
+        hooks: Switches {
             fail_object_commits: Mutex::new(None),
             failed: AtomicUsize::new(0),
             fail_record_only: AtomicBool::new(false),
@@ -153,7 +157,7 @@ impl ReviewStore {
             hold_delete_reply: AtomicBool::new(false),
             held: AtomicUsize::new(0),
             gate: Gate::default(),
-        }
+        },
     }
 }
 
@@ -165,23 +169,12 @@ fn writes_object(batch: &WriteBatch) -> bool {
 }
 
 #[async_trait]
-impl StateStore for ReviewStore {
-    async fn get_object(
+impl Intercept for Switches {
+    async fn commit(
         &self,
-        cls: &ClassKey,
-        oid: &ObjectId,
-    ) -> oprc_store::Result<Option<ObjectRecord>> {
-        self.inner.get_object(cls, oid).await
-    }
-    async fn list_objects(
-        &self,
-        cls: &ClassKey,
-        after: Option<&ObjectId>,
-        limit: usize,
-    ) -> oprc_store::Result<ObjectPage> {
-        self.inner.list_objects(cls, after, limit).await
-    }
-    async fn commit(&self, batch: WriteBatch) -> oprc_store::Result<()> {
+        inner: &(dyn StateStore + '_),
+        batch: WriteBatch,
+    ) -> oprc_store::Result<()> {
         let objects = writes_object(&batch);
         if !objects && self.fail_record_only.load(Ordering::SeqCst) {
             return Err(oprc_store::Error::new(
@@ -200,7 +193,7 @@ impl StateStore for ReviewStore {
             .writes
             .iter()
             .any(|w| matches!(w, Write::DeleteObject { .. }));
-        let result = self.inner.commit(batch).await;
+        let result = inner.commit(batch).await;
         if deletes && self.hold_delete_reply.load(Ordering::SeqCst) {
             self.held.fetch_add(1, Ordering::SeqCst);
             self.gate.pass().await;
@@ -212,30 +205,6 @@ impl StateStore for ReviewStore {
             ));
         }
         result
-    }
-    async fn get_invocation(
-        &self,
-        id: &InvocationId,
-    ) -> oprc_store::Result<Option<InvocationRecord>> {
-        self.inner.get_invocation(id).await
-    }
-    async fn find_idempotency_key(&self, key: &str) -> oprc_store::Result<Option<InvocationId>> {
-        self.inner.find_idempotency_key(key).await
-    }
-    async fn purge_invocations(&self, now_ms: i64, max: usize) -> oprc_store::Result<u64> {
-        self.inner.purge_invocations(now_ms, max).await
-    }
-    async fn layout(&self, proposed: &Layout) -> oprc_store::Result<Layout> {
-        self.inner.layout(proposed).await
-    }
-    async fn put_package(&self, name: &str, source: &str) -> oprc_store::Result<()> {
-        self.inner.put_package(name, source).await
-    }
-    async fn delete_package(&self, name: &str) -> oprc_store::Result<bool> {
-        self.inner.delete_package(name).await
-    }
-    async fn list_packages(&self) -> oprc_store::Result<Vec<(String, String)>> {
-        self.inner.list_packages().await
     }
 }
 
@@ -259,7 +228,7 @@ impl TNode {
         let redb =
             oprc_store_redb::Store::open(oprc_store_redb::Options::new(dir.path().join("db.redb")))
                 .expect("store opens");
-        let store = Arc::new(ReviewStore::new(redb));
+        let store = Arc::new(review_store(redb));
         let engine = Arc::new(ScriptEngine::default());
         let catalog = Arc::new(ArcSwap::from_pointee(catalog(PACKAGE)));
         let mut node = TNode {

@@ -10,13 +10,14 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use oprc_core::{
-    ClassKey, FunctionKey, InvocationId, InvocationRecord, InvocationRequest, InvocationResponse,
-    ObjectId, ObjectRecord, Task,
+    ClassKey, FunctionKey, InvocationId, InvocationRequest, InvocationResponse, ObjectId,
+    ObjectRecord, Task,
 };
 use oprc_invoker::{
     CallError, FunctionEngine, Handle, Invoker, LocalRouter, Metrics, Options, Parts,
 };
-use oprc_store::{ErrorKind, Layout, ObjectPage, StateStore, WriteBatch};
+use oprc_store::intercept::{Intercept, Intercepted};
+use oprc_store::{ErrorKind, StateStore, WriteBatch};
 use parking_lot::Mutex;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -121,15 +122,17 @@ pub enum Fault {
 }
 
 /// The embedded store, failing on object loads and commits as told.
-pub struct FaultyStore {
-    pub inner: oprc_store_redb::Store,
+pub type FaultyStore = Intercepted<oprc_store_redb::Store, Faults>;
+
+/// The switches and counters of a [`FaultyStore`].
+pub struct Faults {
     pub fault: Mutex<Fault>,
     pub injected: AtomicUsize,
     pub commits: AtomicUsize,
     rng: AtomicU64,
 }
 
-impl FaultyStore {
+impl Faults {
     fn roll(&self) -> oprc_store::Result<()> {
         let Fault::Random { kind, per_mille } = *self.fault.lock() else {
             return Ok(());
@@ -149,24 +152,22 @@ impl FaultyStore {
 }
 
 #[async_trait]
-impl StateStore for FaultyStore {
+impl Intercept for Faults {
     async fn get_object(
         &self,
+        inner: &(dyn StateStore + '_),
         cls: &ClassKey,
         oid: &ObjectId,
     ) -> oprc_store::Result<Option<ObjectRecord>> {
         self.roll()?;
-        self.inner.get_object(cls, oid).await
+        inner.get_object(cls, oid).await
     }
-    async fn list_objects(
+
+    async fn commit(
         &self,
-        cls: &ClassKey,
-        after: Option<&ObjectId>,
-        limit: usize,
-    ) -> oprc_store::Result<ObjectPage> {
-        self.inner.list_objects(cls, after, limit).await
-    }
-    async fn commit(&self, batch: WriteBatch) -> oprc_store::Result<()> {
+        inner: &(dyn StateStore + '_),
+        batch: WriteBatch,
+    ) -> oprc_store::Result<()> {
         self.commits.fetch_add(1, Ordering::Relaxed);
         if let Fault::Corrupt(id) = *self.fault.lock() {
             let touches = batch.writes.iter().any(|w| match w {
@@ -180,31 +181,7 @@ impl StateStore for FaultyStore {
             }
         }
         self.roll()?;
-        self.inner.commit(batch).await
-    }
-    async fn get_invocation(
-        &self,
-        id: &InvocationId,
-    ) -> oprc_store::Result<Option<InvocationRecord>> {
-        self.inner.get_invocation(id).await
-    }
-    async fn find_idempotency_key(&self, key: &str) -> oprc_store::Result<Option<InvocationId>> {
-        self.inner.find_idempotency_key(key).await
-    }
-    async fn purge_invocations(&self, now_ms: i64, max: usize) -> oprc_store::Result<u64> {
-        self.inner.purge_invocations(now_ms, max).await
-    }
-    async fn layout(&self, proposed: &Layout) -> oprc_store::Result<Layout> {
-        self.inner.layout(proposed).await
-    }
-    async fn put_package(&self, name: &str, source: &str) -> oprc_store::Result<()> {
-        self.inner.put_package(name, source).await
-    }
-    async fn delete_package(&self, name: &str) -> oprc_store::Result<bool> {
-        self.inner.delete_package(name).await
-    }
-    async fn list_packages(&self) -> oprc_store::Result<Vec<(String, String)>> {
-        self.inner.list_packages().await
+        inner.commit(batch).await
     }
 }
 
@@ -225,12 +202,14 @@ impl Node {
         let redb =
             oprc_store_redb::Store::open(oprc_store_redb::Options::new(dir.path().join("db.redb")))
                 .expect("store opens");
-        let store = Arc::new(FaultyStore {
+        let store = Arc::new(Intercepted {
             inner: redb.clone(),
-            fault: Mutex::new(Fault::None),
-            injected: AtomicUsize::new(0),
-            commits: AtomicUsize::new(0),
-            rng: AtomicU64::new(0x2545_f491_4f6c_dd1d),
+            hooks: Faults {
+                fault: Mutex::new(Fault::None),
+                injected: AtomicUsize::new(0),
+                commits: AtomicUsize::new(0),
+                rng: AtomicU64::new(0x2545_f491_4f6c_dd1d),
+            },
         });
         let engine = Arc::new(FakeEngine::default());
         let catalog = Arc::new(ArcSwap::from_pointee(catalog(PACKAGE)));

@@ -156,7 +156,11 @@ impl Command {
     pub fn argv(&self) -> Vec<String> {
         match self {
             Command::Shell(text) => {
-                vec!["sh".into(), "-c".into(), oprc_core::shell::exec_script(text)]
+                vec![
+                    "sh".into(),
+                    "-c".into(),
+                    oprc_core::shell::exec_script(text),
+                ]
             }
             Command::Argv(argv) => argv.clone(),
         }
