@@ -188,12 +188,7 @@ impl Forwarders {
         }
         let call = match shared.inboxes.push(&key, call) {
             Pushed::Queued => return,
-            Pushed::Opened(rx) => {
-                shared
-                    .tracker
-                    .spawn(crate::worker::run(shared.clone(), key, rx));
-                return;
-            }
+            Pushed::Opened(rx) => return dispatch::spawn_worker(shared, key, rx),
             Pushed::Full(call) => call,
         };
         if self.by_object.len() >= 64 {

@@ -17,6 +17,7 @@ use crate::cache::{ObjectCache, Slot};
 use crate::inbox::Inboxes;
 use crate::keys::Keys;
 use crate::metrics::Metrics;
+use crate::plan::Plan;
 use crate::ports::FunctionEngine;
 use crate::router::Router;
 use crate::types::Call;
@@ -75,23 +76,16 @@ impl Shared {
         i64::try_from(self.options.retention.as_millis()).unwrap_or(i64::MAX)
     }
 
-    /// Whether the class chose write-behind (`config.persistence: async`).
-    pub fn write_behind(&self, cls: &ClassKey) -> bool {
-        self.catalog
-            .load()
-            .class(cls)
-            .is_some_and(|c| c.config.persistence == oprc_package::model::Persistence::Async)
-    }
-
-    /// The `prepare` context of a call.
-    pub fn step_context<'a>(&self, call: &'a Call) -> crate::step::Context<'a> {
+    /// The `prepare` context of a call that ran as `plan` says.
+    pub fn step_context<'a>(&self, call: &'a Call, plan: &Plan) -> crate::step::Context<'a> {
         crate::step::Context {
             req: &call.req,
             kind: call.kind,
             que_ts: call.que_ts,
             now_ms: now_ms(),
             retention_ms: self.retention_ms(),
-            class_write_behind: self.write_behind(&call.req.cls),
+            class_write_behind: plan.class().config.persistence
+                == oprc_package::model::Persistence::Async,
         }
     }
 

@@ -99,7 +99,7 @@ async fn attempt(shared: &Arc<Shared>, call: Call) -> Result<(), Failed> {
             Err(e) => return Err((call, e)),
         },
     };
-    let step = match exec::run(shared, plan, &call.req, main.as_deref()).await {
+    let step = match exec::run(shared, plan, &call.req, main.as_deref(), false).await {
         Ok(step) => step,
         Err(exec::Refusal::Now(e)) => {
             answer::refused(shared, call, e);
@@ -110,7 +110,7 @@ async fn attempt(shared: &Arc<Shared>, call: Call) -> Result<(), Failed> {
             return Ok(());
         }
     };
-    let mut prepared = prepare(&shared.step_context(&call), main.as_deref(), step);
+    let mut prepared = prepare(&shared.step_context(&call, plan), main.as_deref(), step);
     let batch = std::mem::take(&mut prepared.batch);
     if !batch.writes.is_empty()
         && let Err(e) = shared.state.commit(batch).await

@@ -74,8 +74,17 @@ pub(crate) async fn dispatch_waiting(shared: &Arc<Shared>, call: Call) {
     }
     let key = call.key().expect("mutating calls have a main object");
     if let Some(rx) = shared.inboxes.push_waiting(&key, call).await {
-        shared.tracker.spawn(worker::run(shared.clone(), key, rx));
+        spawn_worker(shared, key, rx);
     }
+}
+
+/// Starts the worker of an inbox just opened, in a task of its own.
+pub(crate) fn spawn_worker(
+    shared: &Arc<Shared>,
+    key: crate::types::ObjectKey,
+    rx: tokio::sync::mpsc::Receiver<Call>,
+) {
+    shared.tracker.spawn(worker::run(shared.clone(), key, rx));
 }
 
 pub(crate) fn spawn_direct(shared: &Arc<Shared>, call: Call) {

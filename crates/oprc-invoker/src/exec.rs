@@ -28,12 +28,15 @@ const INLINE_DECODE_BYTES: usize = 64 * 1024;
 /// Runs the call. `main` is the main object's state (`None` for
 /// class-level calls). A task whose function was redeployed since `plan`
 /// was made is planned again on the current catalog (nothing was sent), so
-/// it runs whole on one version; a binding gone by then is refused.
+/// it runs whole on one version; a binding gone by then is refused, and a
+/// call outside its object's inbox (`in_inbox` false) whose binding now
+/// mutates is handed back to go there.
 pub(crate) async fn run(
     shared: &Shared,
     plan: &Plan,
     req: &InvocationRequest,
     main: Option<&ObjectRecord>,
+    in_inbox: bool,
 ) -> Result<Step, Refusal> {
     if let Action::Builtin(b) = plan.action {
         return Ok(run_builtin(b, plan, req, main));
@@ -47,7 +50,7 @@ pub(crate) async fn run(
     // that names it: plan again until the two agree (a short window).
     for attempt in 1..=REPLANS {
         let again = plan::plan(&shared.catalog.load(), req).map_err(Refusal::Now)?;
-        if again.mutating && !plan.mutating {
+        if again.mutating && !in_inbox {
             return Err(Refusal::Mutating(Box::new(again)));
         }
         if let Action::Builtin(b) = again.action {

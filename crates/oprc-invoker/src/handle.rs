@@ -106,11 +106,7 @@ impl Handle {
     fn accept(&self, req: &InvocationRequest) -> Result<(Plan, OwnedSemaphorePermit), Error> {
         let shared = &self.shared;
         shared.check_open()?;
-        match shared.router.route(Target {
-            cls: &req.cls,
-            oid: req.oid.as_ref(),
-            partition: self.partition_of(req),
-        }) {
+        match shared.router.route(self.target(req)) {
             Route::Local => {}
         }
         let plan = plan::plan(&shared.catalog.load(), req)?;
@@ -298,14 +294,15 @@ impl Handle {
     /// The partition whose log carries calls on this object (class-level
     /// calls are spread by invocation id).
     pub fn partition_of(&self, req: &InvocationRequest) -> PartitionId {
-        let n = self.shared.options.partitions;
-        match &req.oid {
-            Some(oid) => PartitionId::of(&req.cls, oid, n),
-            None => PartitionId::of(
-                &req.cls,
-                &ObjectId::new(req.inv_id.as_str()).expect("invocation ids are valid object ids"),
-                n,
-            ),
+        self.target(req).partition()
+    }
+
+    fn target<'a>(&self, req: &'a InvocationRequest) -> Target<'a> {
+        Target {
+            cls: &req.cls,
+            oid: req.oid.as_ref(),
+            inv_id: &req.inv_id,
+            partitions: self.shared.options.partitions,
         }
     }
 

@@ -3,7 +3,7 @@
 //! macros and functions. A single node answers "here" for everything; the
 //! cluster fills in owners, and forwards what is not local.
 
-use oprc_core::{ClassKey, ObjectId, PartitionId};
+use oprc_core::{ClassKey, InvocationId, ObjectId, PartitionId};
 
 /// Where a call runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,9 +18,24 @@ pub struct Target<'a> {
     pub cls: &'a ClassKey,
     /// The main object; class-level calls have none.
     pub oid: Option<&'a ObjectId>,
+    pub inv_id: &'a InvocationId,
+    /// Partitions of the object space.
+    pub partitions: u16,
+}
+
+impl Target<'_> {
     /// The partition of the object (of the invocation, for class-level
-    /// calls).
-    pub partition: PartitionId,
+    /// calls, so they spread), hashed only when a router asks.
+    pub fn partition(&self) -> PartitionId {
+        match self.oid {
+            Some(oid) => PartitionId::of(self.cls, oid, self.partitions),
+            None => PartitionId::of(
+                self.cls,
+                &ObjectId::new(self.inv_id.as_str()).expect("invocation ids are valid object ids"),
+                self.partitions,
+            ),
+        }
+    }
 }
 
 /// Decides where calls run.

@@ -347,22 +347,13 @@ async fn run_on(
         let done = InvocationResponse::status(call.req.inv_id.clone(), InvocationStatus::Succeeded);
         return Ok(Outcome::Done(done));
     }
-    let step = match exec::run(shared, plan, &call.req, Some(main)).await {
+    let step = match exec::run(shared, plan, &call.req, Some(main), true).await {
         Ok(step) => step,
         Err(exec::Refusal::Now(e)) => return Ok(Outcome::Refused(e)),
-        // Already in its inbox: running it here is running it in order.
-        Err(exec::Refusal::Mutating(plan)) => {
-            match exec::run(shared, &plan, &call.req, Some(main)).await {
-                Ok(step) => step,
-                Err(exec::Refusal::Now(e)) => return Ok(Outcome::Refused(e)),
-                Err(exec::Refusal::Mutating(_)) => {
-                    return Ok(Outcome::Refused(Error::Internal("planned twice".into())));
-                }
-            }
-        }
+        Err(exec::Refusal::Mutating(_)) => unreachable!("a call in its inbox is never moved"),
     };
     Ok(Outcome::Ran(prepare(
-        &shared.step_context(call),
+        &shared.step_context(call, plan),
         Some(main),
         step,
     )))
