@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::proc::{Proc, Start, http_with, seq_package, seqs};
+use crate::proc::{Proc, Start, create, http_with, seq_node, seq_package, seqs};
 
 /// While loads and commits fail at random (30 % for four seconds), every
 /// call that was accepted is applied exactly once, in order; sync calls
@@ -127,22 +127,10 @@ fn drop_mid_call(addr: &str, path: &str, after: Duration) {
 #[test]
 fn dropped_clients_under_load_cause_no_conflict() {
     let dir = tempfile::tempdir().unwrap();
-    let package = seq_package();
-    let node = Proc::start(&Start {
-        dir: dir.path(),
-        args: &[],
-        env: &[],
-        packages: &[&package],
-    });
+    let node = seq_node(dir.path(), &[]);
     let objects: Vec<String> = (0..16).map(|i| format!("d{i}")).collect();
     for oid in &objects {
-        let (s, v) = node
-            .post(
-                "/api/classes/crash.log/invokes/new",
-                &format!(r#"{{"id": "{oid}"}}"#),
-            )
-            .unwrap();
-        assert_eq!(s, 200, "{v}");
+        create(&node, oid);
     }
     let addr = Arc::new(node.addr.clone());
     let conflicts = Arc::new(AtomicUsize::new(0));
@@ -205,13 +193,7 @@ fn dropped_clients_under_load_cause_no_conflict() {
 #[test]
 fn deeply_nested_inputs_are_refused_and_the_node_lives_on() {
     let dir = tempfile::tempdir().unwrap();
-    let package = seq_package();
-    let node = Proc::start(&Start {
-        dir: dir.path(),
-        args: &[],
-        env: &[],
-        packages: &[&package],
-    });
+    let node = seq_node(dir.path(), &[]);
     let token = std::fs::read_to_string(node.data.join("admin-token")).ok();
     let auth = token.as_deref().map(|t| format!("Bearer {}", t.trim()));
     let mut headers = vec![("content-type", "application/yaml")];
@@ -229,10 +211,7 @@ fn deeply_nested_inputs_are_refused_and_the_node_lives_on() {
     let (s, v) =
         http_with(&node.addr, "POST", "/api/packages", &deep_json, &headers).expect("an answer");
     assert_eq!(s, 400, "{v}");
-    let (s, v) = node
-        .post("/api/classes/crash.log/invokes/new", r#"{"id": "n"}"#)
-        .unwrap();
-    assert_eq!(s, 200, "{v}");
+    create(&node, "n");
     let body = format!("{}{}", "{\"a\":".repeat(100_000), "}".repeat(100_000));
     let (s, v) = node
         .post(
@@ -278,17 +257,8 @@ fn read_response(r: &mut impl std::io::BufRead) -> u16 {
 fn floods_stay_within_a_memory_bound() {
     const BOUND_KIB: u64 = 128 * 1024;
     let dir = tempfile::tempdir().unwrap();
-    let package = seq_package();
-    let node = Proc::start(&Start {
-        dir: dir.path(),
-        args: &["--partitions", "2"],
-        env: &[],
-        packages: &[&package],
-    });
-    let (s, _) = node
-        .post("/api/classes/crash.log/invokes/new", r#"{"id": "m"}"#)
-        .unwrap();
-    assert_eq!(s, 200);
+    let node = seq_node(dir.path(), &["--partitions", "2"]);
+    create(&node, "m");
     let before = node.rss_kib();
     // 100,000 reads of objects that do not exist, over keep-alive
     // connections, from 4 threads.
@@ -336,21 +306,9 @@ fn floods_stay_within_a_memory_bound() {
 #[test]
 fn idempotency_keys_run_once_and_refuse_other_requests() {
     let dir = tempfile::tempdir().unwrap();
-    let package = seq_package();
-    let node = Proc::start(&Start {
-        dir: dir.path(),
-        args: &[],
-        env: &[],
-        packages: &[&package],
-    });
+    let node = seq_node(dir.path(), &[]);
     for oid in ["i", "j"] {
-        let (s, _) = node
-            .post(
-                "/api/classes/crash.log/invokes/new",
-                &format!(r#"{{"id": "{oid}"}}"#),
-            )
-            .unwrap();
-        assert_eq!(s, 200);
+        create(&node, oid);
     }
     let addr = Arc::new(node.addr.clone());
     let callers: Vec<_> = (0..16)

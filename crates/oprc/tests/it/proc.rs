@@ -227,11 +227,39 @@ impl Drop for Proc {
     }
 }
 
-/// `data.seqs` of `crash.log/{oid}`.
+/// A node in `dir` with the [`seq_package`] applied, started with `args`.
+pub fn seq_node(dir: &Path, args: &[&str]) -> Proc {
+    let package = seq_package();
+    Proc::start(&Start {
+        dir,
+        args,
+        env: &[],
+        packages: &[&package],
+    })
+}
+
+/// Creates `crash.log/{oid}`.
+pub fn create(p: &Proc, oid: &str) {
+    let (s, v) = p
+        .post(
+            "/api/classes/crash.log/invokes/new",
+            &format!(r#"{{"id": "{oid}"}}"#),
+        )
+        .expect("an answer");
+    assert_eq!(s, 200, "{v}");
+}
+
+/// `data.seqs` of `crash.log/{oid}` (read again while storage answers 503,
+/// as it does under fault injection).
 pub fn seqs(p: &Proc, oid: &str) -> Vec<u64> {
-    let (_, obj) = p
-        .get(&format!("/api/classes/crash.log/objects/{oid}"))
-        .expect("get object");
+    let path = format!("/api/classes/crash.log/objects/{oid}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let obj = loop {
+        match p.get(&path).expect("get object") {
+            (503, _) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            (_, obj) => break obj,
+        }
+    };
     obj["data"]["seqs"]
         .as_array()
         .map(|a| a.iter().map(|v| v.as_u64().unwrap()).collect())
