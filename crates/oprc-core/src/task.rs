@@ -39,6 +39,14 @@ pub struct Task {
     /// Presigned PUT URLs for the output object's files.
     #[serde(default)]
     pub output_keys: BTreeMap<String, String>,
+    /// Answers PUT URLs for new versions of the main object's files: GET
+    /// gives `{key: url}` for every key, POST a JSON list of keys gives
+    /// those (the original Python SDK's allocation endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alloc_main_url: Option<String>,
+    /// The same for the output object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alloc_output_url: Option<String>,
 }
 
 /// A change a function reports for one object. `{}` means no change.
@@ -487,6 +495,8 @@ mod tests {
             main_get_keys: BTreeMap::new(),
             main_put_keys: BTreeMap::new(),
             output_keys: BTreeMap::new(),
+            alloc_main_url: None,
+            alloc_output_url: None,
         };
         let v = serde_json::to_value(&t).unwrap();
         assert!(v.get("main").is_none());

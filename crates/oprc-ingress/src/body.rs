@@ -101,6 +101,9 @@ pub(crate) fn body_type(headers: &HeaderMap, accepted: &[&[&str]]) -> Result<Bod
 /// JSON nor YAML. Chunked bodies are limited while they stream
 /// (`DefaultBodyLimit`).
 pub(crate) fn check(state: &AppState, req: &Request) -> Result<(), ApiError> {
+    if is_file_upload(req) {
+        return file_media_type(req.headers());
+    }
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -114,6 +117,50 @@ pub(crate) fn check(state: &AppState, req: &Request) -> Result<(), ApiError> {
         body_type(req.headers(), &[JSON_TYPES, YAML_TYPES])?;
     }
     Ok(())
+}
+
+/// Whether the request uploads a file through the node
+/// (`PUT /api/classes/{cls}/objects/{oid}/files/{key}`): its body is
+/// bytes, limited by the file size limit, not the API's.
+fn is_file_upload(req: &Request) -> bool {
+    if req.method() != Method::PUT {
+        return false;
+    }
+    let parts: Vec<&str> = req.uri().path().split('/').collect();
+    matches!(
+        parts.as_slice(),
+        ["", "api", "classes", _, "objects", _, "files", key] if !key.is_empty()
+    )
+}
+
+/// The media types a web page may send cross-site without a CORS
+/// preflight (or no type at all): refused for file uploads, as JSON-only
+/// bodies are refused elsewhere (ADR 0008).
+const SIMPLE_TYPES: &[&str] = &[
+    "text/plain",
+    "multipart/form-data",
+    "application/x-www-form-urlencoded",
+];
+
+fn file_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let refuse = |what: String| {
+        Err(ApiError::new(
+            Code::UnsupportedMediaType,
+            format!(
+                "{what}; upload files as application/octet-stream or their own type \
+                 (e.g. curl -T FILE -H 'Content-Type: application/octet-stream')"
+            ),
+        ))
+    };
+    match essence(headers) {
+        None if no_body(headers) => Ok(()),
+        None => refuse("a file upload needs a Content-Type".into()),
+        Some(Err(())) => refuse("the Content-Type is not ASCII".into()),
+        Some(Ok(t)) if SIMPLE_TYPES.contains(&t.as_str()) => {
+            refuse(format!("a file upload of type {t:?} is not accepted"))
+        }
+        Some(Ok(_)) => Ok(()),
+    }
 }
 
 pub(crate) fn too_large() -> ApiError {

@@ -167,8 +167,9 @@ impl From<oprc_invoker::Error> for ApiError {
             E::ClassNotFound(_)
             | E::FunctionNotFound { .. }
             | E::ObjectNotFound { .. }
-            | E::InvocationNotFound(_) => Code::NotFound,
-            E::Forbidden { .. } => Code::Forbidden,
+            | E::InvocationNotFound(_)
+            | E::FileNotFound { .. } => Code::NotFound,
+            E::Forbidden { .. } | E::FileForbidden { .. } => Code::Forbidden,
             E::BadRequest(_) => Code::BadRequest,
             E::KeyReused { .. } | E::KeyExpired(_) => Code::Unprocessable,
             E::Overloaded { retry_after, .. } => {

@@ -15,6 +15,7 @@
 mod auth;
 mod body;
 mod error;
+mod files;
 mod guard;
 mod invoke;
 mod objects;
@@ -81,6 +82,10 @@ pub struct AppState {
     pub registry: oprc_registry::Registry,
     pub metrics: Arc<prometheus_client::registry::Registry>,
     pub options: Options,
+    /// The storage adapter (file transfers of the file routes).
+    pub files: oprc_adapter::Adapter,
+    /// Relay every file download through the node (`--blob-relay`).
+    pub relay: bool,
     /// Cleared when the node starts shutting down (`/readyz` then fails).
     pub ready: AtomicBool,
 }
@@ -95,6 +100,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(invoke::invoke_class_get, invoke::invoke_class_post))
         .routes(routes!(objects::list_objects))
         .routes(routes!(objects::get_object, objects::delete_object))
+        .routes(routes!(files::get_file, files::put_file))
         .routes(routes!(
             invoke::invoke_object_get,
             invoke::invoke_object_post

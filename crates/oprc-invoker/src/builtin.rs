@@ -35,9 +35,14 @@ impl Builtin {
         })
     }
 
-    /// Whether it changes its main object (and so runs in the inbox).
-    pub fn mutates_main(self) -> bool {
-        matches!(self, Self::Update | Self::Delete)
+    /// Whether it changes its main object (and so runs in the inbox):
+    /// `file` does when it commits uploads (arg `commit`).
+    pub fn mutates_main(self, args: &BTreeMap<String, String>) -> bool {
+        match self {
+            Self::Update | Self::Delete => true,
+            Self::File => args.contains_key("commit"),
+            _ => false,
+        }
     }
 
     /// Whether it is called at class level, without a main object.
@@ -65,22 +70,17 @@ struct NewBody {
     refs: BTreeMap<String, String>,
 }
 
-/// Builds the object `new` creates (revision 1).
+/// Builds the object `new` creates (revision 1), and gives the file keys
+/// the caller asked upload URLs for.
 pub(crate) fn new_object(
     class: &ResolvedClass,
     body: Option<&serde_json::Value>,
-) -> Result<ObjectRecord, InvocationError> {
+) -> Result<(ObjectRecord, Vec<String>), InvocationError> {
     let body: NewBody = match body {
         None | Some(serde_json::Value::Null) => NewBody::default(),
         Some(v) => serde_json::from_value(v.clone())
             .map_err(|e| invalid(format!("body of `new` is invalid: {e}")))?,
     };
-    if !body.keys.is_empty() {
-        return Err(InvocationError {
-            code: codes::UNSUPPORTED.to_owned(),
-            message: "file keys need the blob store, which this node does not have yet".into(),
-        });
-    }
     let id = match body.id {
         Some(id) => ObjectId::new(id).map_err(|e| invalid(e.to_string()))?,
         None => ObjectId::generate(),
@@ -105,7 +105,7 @@ pub(crate) fn new_object(
     let mut obj = ObjectRecord::new(class.key.clone(), id, data);
     obj.meta.refs = refs;
     obj.meta.revision = 1;
-    Ok(obj)
+    Ok((obj, body.keys))
 }
 
 /// The new state `update` gives: the body replaces the data, or is merged

@@ -31,6 +31,7 @@ pub(crate) struct Shared {
     pub log: Arc<dyn InvocationLog>,
     pub engine: Arc<dyn FunctionEngine>,
     pub router: Arc<dyn Router>,
+    pub files: crate::Files,
     pub inboxes: Inboxes<Call>,
     pub cache: ObjectCache,
     pub keys: Arc<Keys>,

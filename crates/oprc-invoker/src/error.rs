@@ -58,6 +58,19 @@ pub enum Error {
         modifier: &'static str,
         why: &'static str,
     },
+    #[error("file key `{key}` of class `{cls}` is {modifier}: {why}")]
+    FileForbidden {
+        cls: String,
+        key: String,
+        modifier: &'static str,
+        why: &'static str,
+    },
+    #[error("file `{key}` of object `{oid}` of class `{cls}` has no content yet")]
+    FileNotFound {
+        cls: String,
+        oid: String,
+        key: String,
+    },
     /// The request itself is wrong (the caller can fix it).
     #[error("{0}")]
     BadRequest(String),
@@ -106,8 +119,9 @@ impl Error {
             Self::ClassNotFound(_)
             | Self::FunctionNotFound { .. }
             | Self::ObjectNotFound { .. }
-            | Self::InvocationNotFound(_) => codes::NOT_FOUND,
-            Self::Forbidden { .. } => codes::FORBIDDEN,
+            | Self::InvocationNotFound(_)
+            | Self::FileNotFound { .. } => codes::NOT_FOUND,
+            Self::Forbidden { .. } | Self::FileForbidden { .. } => codes::FORBIDDEN,
             Self::BadRequest(_) | Self::KeyReused { .. } | Self::KeyExpired(_) => {
                 codes::INVALID_ARGUMENT
             }

@@ -8,10 +8,16 @@ use bytes::Bytes;
 use oprc_core::{Completion, InvocationRequest, ObjectId, ObjectRecord};
 
 use crate::Error;
-use crate::apply::{self, Outcome, TaskInput};
+use std::sync::Arc;
+
+use oprc_package::ResolvedClass;
+
+use crate::apply::{self, Classes, Outcome, TaskInput};
 use crate::builtin::{self, Builtin};
 use crate::context::Shared;
 use crate::error::codes;
+use crate::file_calls::{self, FileCall};
+use crate::files::{self, Files, TaskFiles};
 use crate::plan::{self, Action, Plan};
 use crate::ports::CallError;
 use crate::step::{MainChange, Step, failure};
@@ -39,7 +45,7 @@ pub(crate) async fn run(
     in_inbox: bool,
 ) -> Result<Step, Refusal> {
     if let Action::Builtin(b) = plan.action {
-        return Ok(run_builtin(b, plan, req, main));
+        return Ok(run_builtin(shared, b, plan, req, main).await);
     }
     match run_task(shared, plan, req, main).await {
         Ok(step) => return Ok(step),
@@ -54,7 +60,7 @@ pub(crate) async fn run(
             return Err(Refusal::Mutating(Box::new(again)));
         }
         if let Action::Builtin(b) = again.action {
-            return Ok(run_builtin(b, &again, req, main));
+            return Ok(run_builtin(shared, b, &again, req, main).await);
         }
         match run_task(shared, &again, req, main).await {
             Ok(step) => return Ok(step),
@@ -69,36 +75,144 @@ pub(crate) async fn run(
     )))
 }
 
-fn run_builtin(
+async fn run_builtin(
+    shared: &Shared,
     b: Builtin,
     plan: &Plan,
     req: &InvocationRequest,
     main: Option<&ObjectRecord>,
 ) -> Step {
     let body = req.body.as_ref();
+    let files = &shared.files;
+    let version = req.inv_id.as_str();
     let result = match (b, main) {
-        (Builtin::New, _) => builtin::new_object(plan.class(), body)
-            .map(|obj| Step::ok(MainChange::Keep, Some(obj), None)),
+        (Builtin::New, _) => builtin::new_object(plan.class(), body).and_then(|(obj, keys)| {
+            if keys.is_empty() {
+                return Ok(Step::ok(MainChange::Keep, Some(obj), None));
+            }
+            file_calls::check_new_keys(plan.class(), &req.caller, &keys)?;
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let urls = file_calls::upload_urls(files, &obj, version, &keys)?;
+            Ok(Step::ok(MainChange::Keep, Some(obj), Some(urls)))
+        }),
         (Builtin::Get, Some(_)) => Ok(Step::ok(MainChange::Keep, None, None)),
         (Builtin::Update, Some(m)) => builtin::updated(plan.binding(), m, body)
             .map(|next| Step::ok(next.map_or(MainChange::Keep, MainChange::Put), None, None)),
         (Builtin::Delete, Some(_)) => Ok(Step::ok(MainChange::Delete, None, None)),
-        (Builtin::Copy, Some(m)) => {
-            builtin::copy_of(m, body).map(|obj| Step::ok(MainChange::Keep, Some(obj), None))
-        }
+        (Builtin::Copy, Some(m)) => match builtin::copy_of(m, body) {
+            Ok(obj) => copy_files(files, m, obj, version)
+                .await
+                .map(|obj| Step::ok(MainChange::Keep, Some(obj), None)),
+            Err(e) => Err(e),
+        },
         (Builtin::Project, Some(m)) => {
             builtin::project(m, &req.args, body).map(|v| Step::ok(MainChange::Keep, None, Some(v)))
         }
-        (Builtin::File, Some(_)) => Err(failure(
-            codes::UNSUPPORTED,
-            "files need the blob store, which this node does not have yet",
-        )),
+        (Builtin::File, Some(m)) => file_call(files, plan, req, m).await,
         (_, None) => Err(failure(
             codes::INVALID_ARGUMENT,
             "this builtin needs a main object",
         )),
     };
     result.unwrap_or_else(Step::failed)
+}
+
+/// The builtin `file`: URLs of current versions, URLs for new ones, or the
+/// commit of uploaded ones.
+async fn file_call(
+    files: &Files,
+    plan: &Plan,
+    req: &InvocationRequest,
+    main: &ObjectRecord,
+) -> Result<Step, oprc_core::InvocationError> {
+    let (call, key) = file_calls::parse(&req.args)?;
+    let keys = file_calls::select(plan.class(), &req.caller, key)?;
+    let body = match call {
+        FileCall::Get => file_calls::download_urls(files, main, &keys, key.is_some())?,
+        FileCall::Put => file_calls::upload_urls(files, main, req.inv_id.as_str(), &keys)?,
+        FileCall::Commit(version) => {
+            return commit_uploads(files, main, &keys, &version, key.is_some()).await;
+        }
+    };
+    Ok(Step::ok(MainChange::Keep, None, Some(body)))
+}
+
+/// Switches `keys` of `main` to `version` where it was uploaded (a commit
+/// that finds nothing fails).
+async fn commit_uploads(
+    files: &Files,
+    main: &ObjectRecord,
+    keys: &[&str],
+    version: &str,
+    named: bool,
+) -> Result<Step, oprc_core::InvocationError> {
+    let mut next = main.clone();
+    let mut committed = Vec::new();
+    for key in keys {
+        if main.meta.ver_ids.get(*key).is_some_and(|v| v == version) {
+            committed.push((*key).to_owned());
+            continue;
+        }
+        let Some(path) = files::path_of(main, version, key) else {
+            continue;
+        };
+        match files::check_upload(files, &path).await {
+            Ok(()) => {
+                next.meta
+                    .ver_ids
+                    .insert((*key).to_owned(), version.to_owned());
+                committed.push((*key).to_owned());
+            }
+            Err(e) if e.code == codes::NOT_FOUND && !named => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if committed.is_empty() {
+        return Err(failure(
+            codes::NOT_FOUND,
+            format!(
+                "nothing was uploaded as version `{version}` of object `{}`",
+                main.meta.id
+            ),
+        ));
+    }
+    let change = if next.meta.ver_ids == main.meta.ver_ids {
+        MainChange::Keep
+    } else {
+        next.meta.revision += 1;
+        MainChange::Put(next)
+    };
+    Ok(Step::ok(
+        change,
+        None,
+        Some(serde_json::json!({ "committed": committed })),
+    ))
+}
+
+/// The copy's files: each current version of `from`, copied to a version
+/// of the copy (files belong to one object, so the collector can tell
+/// when they are dead).
+async fn copy_files(
+    files: &Files,
+    from: &ObjectRecord,
+    mut to: ObjectRecord,
+    version: &str,
+) -> Result<ObjectRecord, oprc_core::InvocationError> {
+    for (key, v) in &from.meta.ver_ids {
+        let (Some(src), Some(dst)) = (
+            files::path_of(from, v, key),
+            files::path_of(&to, version, key),
+        ) else {
+            continue;
+        };
+        files
+            .store
+            .copy(&src, &dst)
+            .await
+            .map_err(|e| failure(codes::STORAGE, format!("cannot copy file `{key}`: {e}")))?;
+        to.meta.ver_ids.insert(key.clone(), version.to_owned());
+    }
+    Ok(to)
 }
 
 /// Why a task was not sent.
@@ -138,8 +252,22 @@ async fn run_task(
             serde_json::Value::Object(Default::default()),
         )
     });
+    let output_class = plan.output_class();
+    let refs = match main {
+        Some(m) => load_refs(shared, plan, m).await,
+        None => Vec::new(),
+    };
+    let urls = files::task_urls(&TaskFiles {
+        files: &shared.files,
+        class: plan.class(),
+        main,
+        writes_main: !plan.binding().immutable,
+        output: output.as_ref().zip(output_class.as_deref()),
+        refs,
+        version: req.inv_id.as_str(),
+    });
     let offload_ts = now_ms();
-    let task = apply::build_task(&TaskInput {
+    let task = apply::build_task(TaskInput {
         inv_id: req.inv_id.as_str(),
         binding: plan.binding(),
         args: &req.args,
@@ -147,6 +275,7 @@ async fn run_task(
         main,
         output: output.as_ref(),
         now_ms: offload_ts,
+        urls,
     });
     let bytes = match encode(task, main).await {
         Ok(b) => b,
@@ -176,10 +305,35 @@ async fn run_task(
         Ok(bytes) => match decode(bytes).await {
             Err(e) => Step::failed(failure(codes::BAD_COMPLETION, e)),
             Ok(completion) => {
-                match apply::apply_completion(plan.binding(), main, output, completion) {
+                let classes = Classes {
+                    main: plan.class(),
+                    output: output_class.as_deref(),
+                    version: req.inv_id.as_str(),
+                };
+                match apply::apply_completion(plan.binding(), &classes, main, output, completion) {
                     Outcome::Failed(e) => Step::failed(e),
-                    Outcome::Commit { main, output, body } => {
-                        Step::ok(main.map_or(MainChange::Keep, MainChange::Put), output, body)
+                    Outcome::Commit {
+                        main: next,
+                        output,
+                        body,
+                        files,
+                    } => {
+                        if !files.ignored.is_empty() {
+                            tracing::warn!(
+                                inv_id = %req.inv_id,
+                                function = %plan.binding().function,
+                                keys = ?files.ignored,
+                                "the completion reports updated keys the class does not have (or may not write); ignored"
+                            );
+                        }
+                        match files::check_uploads(&shared.files, &files.uploaded).await {
+                            Ok(()) => Step::ok(
+                                next.map_or(MainChange::Keep, MainChange::Put),
+                                output,
+                                body,
+                            ),
+                            Err(e) => Step::failed(e),
+                        }
                     }
                 }
             }
@@ -187,6 +341,35 @@ async fn run_task(
     };
     step.offload_ts = offload_ts;
     Ok(step)
+}
+
+/// The main object's references (those of its class's `refSpec`), loaded;
+/// missing ones and those of unknown classes are left out.
+async fn load_refs(
+    shared: &Shared,
+    plan: &Plan,
+    main: &ObjectRecord,
+) -> Vec<(String, Arc<ResolvedClass>, Arc<ObjectRecord>)> {
+    let mut refs = Vec::new();
+    for (name, oid) in &main.meta.refs {
+        let Some(spec) = plan.class().refs.get(name) else {
+            continue;
+        };
+        let Some(class) = plan.class_of(&spec.cls) else {
+            continue;
+        };
+        if class.keys.is_empty() {
+            continue;
+        }
+        match shared.load(&spec.cls, oid).await {
+            Ok(Some(obj)) => refs.push((name.clone(), class, obj)),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(reference = %name, %oid, error = %e, "cannot load a referenced object; its files are left out of the task");
+            }
+        }
+    }
+    refs
 }
 
 /// Encodes a task, off the runtime when its object is large.

@@ -37,7 +37,10 @@ mod direct;
 mod dispatch;
 mod error;
 mod exec;
+mod file_calls;
+mod files;
 mod handle;
+mod handle_files;
 mod inbox;
 mod keys;
 mod merge;
@@ -55,6 +58,7 @@ mod worker;
 use std::time::Duration;
 
 pub use error::{Error, codes};
+pub use files::Files;
 pub use handle::{Handle, Stats};
 pub use metrics::Metrics;
 pub use ports::{CallError, FunctionEngine};

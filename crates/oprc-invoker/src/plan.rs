@@ -43,6 +43,17 @@ impl Plan {
         &self.class
     }
 
+    /// The output class of the binding, as resolved in the same catalog.
+    pub fn output_class(&self) -> Option<Arc<ResolvedClass>> {
+        let cls = self.binding().output_cls.as_ref()?;
+        self.catalog.class_shared(cls)
+    }
+
+    /// A class of the catalog the call was planned on.
+    pub fn class_of(&self, cls: &ClassKey) -> Option<Arc<ResolvedClass>> {
+        self.catalog.class_shared(cls)
+    }
+
     /// The binding being called.
     pub fn binding(&self) -> &ResolvedBinding {
         self.class
@@ -111,7 +122,11 @@ pub(crate) fn plan(catalog: &Arc<Catalog>, req: &InvocationRequest) -> Result<Pl
                     binding.function
                 ))
             })?;
-            (Action::Builtin(b), b.class_level(), b.mutates_main())
+            (
+                Action::Builtin(b),
+                b.class_level(),
+                b.mutates_main(&req.args),
+            )
         }
         FunctionType::Task => {
             let function = catalog.function(&binding.function);

@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::cache::ObjectCache;
 use crate::context::Shared;
+use crate::files::Files;
 use crate::handle::Handle;
 use crate::inbox::Inboxes;
 use crate::metrics::Metrics;
@@ -31,6 +32,7 @@ pub struct Parts {
     pub log: Arc<dyn InvocationLog>,
     pub engine: Arc<dyn FunctionEngine>,
     pub router: Arc<dyn Router>,
+    pub files: Files,
     pub metrics: Metrics,
 }
 
@@ -51,6 +53,7 @@ impl Invoker {
             log: parts.log,
             engine: parts.engine,
             router: parts.router,
+            files: parts.files,
             keys: Arc::default(),
             doing: Default::default(),
             tracker: TaskTracker::new(),

@@ -25,6 +25,7 @@ pub struct Config {
     pub api: oprc_ingress::Options,
     pub invoker: oprc_invoker::Options,
     pub engine: oprc_engine::Options,
+    pub files: crate::files::FilesConfig,
 }
 
 impl Default for Config {
@@ -38,6 +39,7 @@ impl Default for Config {
             api: oprc_ingress::Options::default(),
             invoker: oprc_invoker::Options::default(),
             engine: oprc_engine::Options::default(),
+            files: crate::files::FilesConfig::default(),
         }
     }
 }
@@ -74,6 +76,42 @@ pub struct Overrides {
     /// or `NAME:PORT`), e.g. behind a proxy.
     #[serde(default)]
     pub public_hosts: Vec<String>,
+    /// Where files live: `s3://BUCKET?endpoint=URL&region=REGION` (default:
+    /// the data directory).
+    pub blobs: Option<String>,
+    /// Stream every file through the node (relay mode).
+    pub blob_relay: Option<bool>,
+    /// Lifetime of file URLs, e.g. `15m`.
+    #[serde(default, deserialize_with = "duration")]
+    pub url_ttl: Option<Duration>,
+    /// Largest file the node receives, in bytes.
+    pub max_file_bytes: Option<u64>,
+    /// Age after which unused file versions are deleted, e.g. `1h`.
+    #[serde(default, deserialize_with = "duration")]
+    pub file_gc_grace: Option<Duration>,
+    /// Time between passes of the file collector, e.g. `60s`.
+    #[serde(default, deserialize_with = "duration")]
+    pub file_gc_interval: Option<Duration>,
+    /// The URL this node is reached at, the base of its file URLs (default:
+    /// `http://` and the listen address).
+    pub public_url: Option<String>,
+}
+
+/// Reads a duration setting (`15m`, `30s`, ...; a number is seconds).
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(None),
+        Some(Raw::Secs(n)) => Ok(Some(Duration::from_secs(n))),
+        Some(Raw::Text(t)) => crate::files::parse_duration(&t)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
 }
 
 impl Config {
@@ -106,6 +144,28 @@ impl Config {
         }
         self.api.allowed_origins.extend(o.allow_origins);
         self.api.public_hosts.extend(o.public_hosts);
+        let f = &mut self.files;
+        if let Some(v) = o.blobs {
+            f.blobs = Some(v);
+        }
+        if let Some(v) = o.blob_relay {
+            f.relay = v;
+        }
+        if let Some(v) = o.url_ttl {
+            f.url_ttl = v;
+        }
+        if let Some(v) = o.max_file_bytes {
+            f.max_file_bytes = v;
+        }
+        if let Some(v) = o.file_gc_grace {
+            f.gc_grace = v;
+        }
+        if let Some(v) = o.file_gc_interval {
+            f.gc_interval = v;
+        }
+        if let Some(v) = o.public_url {
+            f.public_url = Some(v);
+        }
         self
     }
 
@@ -150,7 +210,7 @@ impl Config {
             oprc_ingress::parse_public_host(host)
                 .map_err(|e| anyhow::anyhow!("invalid public host: {e}"))?;
         }
-        Ok(())
+        self.files.check()
     }
 }
 
@@ -188,6 +248,12 @@ mod tests {
         assert_eq!(o.apply, vec![PathBuf::from("a.yaml")]);
         let o = read(r#"{"partitions": 2, "sync": false}"#).unwrap();
         assert_eq!((o.partitions, o.sync), (Some(2), Some(false)));
+        let o = read("urlTtl: 10m\nfileGcGrace: 3600\nblobRelay: true\n").unwrap();
+        assert_eq!(o.url_ttl, Some(Duration::from_secs(600)));
+        assert_eq!(o.file_gc_grace, Some(Duration::from_secs(3600)));
+        assert_eq!(o.blob_relay, Some(true));
+        let err = read("urlTtl: soon\n").unwrap_err();
+        assert!(err.contains("expected a duration"), "{err}");
     }
 
     #[test]
@@ -242,6 +308,32 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("every web page")
+        );
+    }
+
+    #[test]
+    fn file_settings_are_checked() {
+        let c = |ttl, grace| {
+            Config::default()
+                .merge(Overrides {
+                    url_ttl: Some(Duration::from_secs(ttl)),
+                    file_gc_grace: Some(Duration::from_secs(grace)),
+                    ..Default::default()
+                })
+                .check()
+        };
+        assert!(c(900, 3600).is_ok());
+        let err = c(900, 1000).unwrap_err().to_string();
+        assert!(err.contains("at least twice the URL lifetime"), "{err}");
+        let bad = Config::default().merge(Overrides {
+            blobs: Some("s4://x".into()),
+            ..Default::default()
+        });
+        assert!(
+            bad.check()
+                .unwrap_err()
+                .to_string()
+                .contains("invalid --blobs")
         );
     }
 

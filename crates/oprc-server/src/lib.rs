@@ -10,6 +10,7 @@ mod config;
 mod engine;
 #[cfg(feature = "fault-injection")]
 mod faults;
+mod files;
 mod metrics;
 mod token;
 
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 pub use config::Overrides;
+pub use files::{FilesConfig, parse_duration};
 pub use oprc_ingress::{parse_origin, parse_public_host};
 pub use token::admin_token_path;
 
@@ -49,6 +51,12 @@ pub async fn run(
     #[cfg(not(feature = "fault-injection"))]
     let state: Arc<dyn oprc_store::StateStore> = Arc::new(store.clone());
     let log: Arc<dyn oprc_store::InvocationLog> = Arc::new(store);
+    let files = files::open(
+        &config.files,
+        &config.data_dir,
+        public_url(&config, &listener)?,
+    )
+    .await?;
 
     let engine = oprc_engine::Service::new(config.engine.clone());
     let engine_handle = engine.handle();
@@ -97,10 +105,11 @@ pub async fn run(
         config.invoker.clone(),
         oprc_invoker::Parts {
             catalog: registry.shared_catalog(),
-            state,
+            state: state.clone(),
             log,
             engine: Arc::new(engine::Engine(engine_handle)),
             router: Arc::new(oprc_invoker::LocalRouter),
+            files: files::invoker_files(&config.files, &files),
             metrics: invoker_metrics,
         },
     );
@@ -110,15 +119,30 @@ pub async fn run(
     )));
     let invoker_cancel = CancellationToken::new();
     let invoker_task = tokio::spawn(invoker.run(invoker_cancel.clone()));
+    let collector = oprc_adapter::collector::Collector::new(
+        files.store.clone(),
+        state.clone(),
+        oprc_adapter::collector::Options {
+            interval: config.files.gc_interval,
+            grace: config.files.gc_grace,
+            ..Default::default()
+        },
+    );
+    metrics.register_collector(Box::new(crate::metrics::FilesCollector(collector.stats())));
+    let collector_cancel = CancellationToken::new();
+    let collector_task = tokio::spawn(collector.run(collector_cancel.clone()));
+    let adapter = files::adapter(&config.files, &files);
 
     let app = Arc::new(oprc_ingress::AppState {
         invoker: invoker_handle,
         registry,
         metrics: Arc::new(metrics),
         options: api_options(&config, &listener)?,
+        files: adapter.clone(),
+        relay: config.files.relay,
         ready: AtomicBool::new(true),
     });
-    let router = oprc_ingress::router(app.clone());
+    let router = oprc_ingress::router(app.clone()).merge(oprc_adapter::router(adapter));
     let addr = listener.local_addr().context("listener has no address")?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "node ready");
 
@@ -133,8 +157,10 @@ pub async fn run(
         .context("http server failed")?;
 
     tracing::info!("draining invocations");
+    collector_cancel.cancel();
     invoker_cancel.cancel();
     invoker_task.await.context("invoker task failed")?;
+    collector_task.await.context("file collector task failed")?;
     tracing::info!("stopping function workers");
     engine_cancel.cancel();
     engine_task.await.context("engine task failed")?;
@@ -171,6 +197,23 @@ async fn check_layout(store: &oprc_store_redb::Store, config: &Config) -> anyhow
         );
     }
     Ok(())
+}
+
+/// The base of the node's own URLs: the configured public URL, else the
+/// listen address (loopback for an unspecified one).
+fn public_url(config: &Config, listener: &TcpListener) -> anyhow::Result<String> {
+    if let Some(url) = &config.files.public_url {
+        return Ok(url.clone());
+    }
+    let mut addr = listener.local_addr().context("listener has no address")?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        tracing::warn!(
+            url = %format!("http://{addr}"),
+            "file URLs point at the loopback address; set --public-url for clients on other machines"
+        );
+    }
+    Ok(format!("http://{addr}"))
 }
 
 /// The API's options: the configured ones, the listen address (for the

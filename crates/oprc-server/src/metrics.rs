@@ -149,3 +149,82 @@ impl Collector for InvokerCollector {
         Ok(())
     }
 }
+
+/// The file collector: progress and backlog.
+pub(crate) struct FilesCollector(pub std::sync::Arc<oprc_adapter::collector::Stats>);
+
+impl std::fmt::Debug for FilesCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("FilesCollector").field(&self.0).finish()
+    }
+}
+
+impl Collector for FilesCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &self.0;
+        let counters: [(&str, &str, u64); 5] = [
+            (
+                "oprc_file_gc_passes",
+                "Passes of the file collector over the blob store",
+                s.passes.load(Relaxed),
+            ),
+            (
+                "oprc_file_gc_scanned",
+                "File versions the collector looked at",
+                s.scanned.load(Relaxed),
+            ),
+            (
+                "oprc_file_gc_deleted",
+                "Dead file versions (superseded, orphaned or of deleted objects) deleted",
+                s.deleted.load(Relaxed),
+            ),
+            (
+                "oprc_file_gc_deleted_bytes",
+                "Bytes of the dead file versions deleted",
+                s.deleted_bytes.load(Relaxed),
+            ),
+            (
+                "oprc_file_gc_failures",
+                "Collector passes or deletes that failed (retried at the next pass)",
+                s.failures.load(Relaxed),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let gauges: [(&str, &str, i64); 4] = [
+            (
+                "oprc_file_gc_backlog",
+                "Dead file versions seen in the last pass that are still within the grace period",
+                i64::try_from(s.backlog.load(Relaxed)).unwrap_or(i64::MAX),
+            ),
+            (
+                "oprc_file_gc_backlog_bytes",
+                "Bytes of those versions",
+                i64::try_from(s.backlog_bytes.load(Relaxed)).unwrap_or(i64::MAX),
+            ),
+            (
+                "oprc_file_versions_live",
+                "File versions objects held at the last pass",
+                i64::try_from(s.live.load(Relaxed)).unwrap_or(i64::MAX),
+            ),
+            (
+                "oprc_file_gc_last_pass_timestamp_ms",
+                "When the last collector pass ended (ms since the Unix epoch; 0: none yet)",
+                s.last_pass_ms.load(Relaxed),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}

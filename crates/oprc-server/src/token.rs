@@ -17,28 +17,33 @@ pub fn admin_token_path(data_dir: &Path) -> PathBuf {
 
 /// Reads the admin token, creating it first when there is none.
 pub(crate) fn load_or_create(data_dir: &Path) -> anyhow::Result<String> {
-    let path = admin_token_path(data_dir);
+    secret(&admin_token_path(data_dir), "admin token")
+}
+
+/// Reads a secret of the node (`what`, for messages) from `path` in the
+/// data directory, creating it first when there is none.
+pub(crate) fn secret(path: &Path, what: &str) -> anyhow::Result<String> {
+    let data_dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("failed to create the data directory {}", data_dir.display()))?;
-    match create(&path) {
+    match create(path) {
         Ok(token) => {
-            tracing::info!(file = %path.display(), "admin token created");
+            tracing::info!(file = %path.display(), "{what} created");
             return Ok(token);
         }
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
         Err(e) => {
-            return Err(e).with_context(|| {
-                format!("failed to write the admin token file {}", path.display())
-            });
+            return Err(e)
+                .with_context(|| format!("failed to write the {what} file {}", path.display()));
         }
     }
-    restrict(&path)?;
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("failed to read the admin token file {}", path.display()))?;
+    restrict(path, what)?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read the {what} file {}", path.display()))?;
     let token = text.trim();
     if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
         anyhow::bail!(
-            "the admin token file {} is empty or malformed; delete it and a new token is \
+            "the {what} file {} is empty or malformed; delete it and a new one is \
              generated at the next start",
             path.display()
         );
@@ -64,14 +69,14 @@ fn create(path: &Path) -> std::io::Result<String> {
 /// An existing token file readable by others is made private again (and
 /// said so: whoever could read it may have the token).
 #[cfg(unix)]
-fn restrict(path: &Path) -> anyhow::Result<()> {
+fn restrict(path: &Path, what: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path)
-        .with_context(|| format!("failed to read the admin token file {}", path.display()))?;
+        .with_context(|| format!("failed to read the {what} file {}", path.display()))?;
     if meta.permissions().mode() & 0o077 != 0 {
         tracing::warn!(
             file = %path.display(),
-            "the admin token file was readable by others; made private (delete it for a new token)"
+            "the {what} file was readable by others; made private (delete it for a new one)"
         );
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .with_context(|| format!("failed to restrict {}", path.display()))?;
@@ -80,7 +85,7 @@ fn restrict(path: &Path) -> anyhow::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn restrict(_: &Path) -> anyhow::Result<()> {
+fn restrict(_: &Path, _: &str) -> anyhow::Result<()> {
     Ok(())
 }
 

@@ -121,7 +121,8 @@ pub struct ServeArgs {
     pub apply: Vec<PathBuf>,
     /// Config file (YAML or JSON; camelCase keys: listen, dataDir, apply,
     /// token, maxBodyBytes, partitions, retentionSecs, sync,
-    /// processFunctions, allowOrigins, publicHosts).
+    /// processFunctions, allowOrigins, publicHosts, blobs, blobRelay,
+    /// urlTtl, maxFileBytes, fileGcGrace, fileGcInterval, publicUrl).
     #[arg(long, env = "OPRC_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Partitions of the object space and async log.
@@ -152,6 +153,36 @@ pub struct ServeArgs {
     #[arg(long = "public-host", env = "OPRC_PUBLIC_HOSTS", value_name = "NAME",
           value_delimiter = ',', value_parser = parse_public_host)]
     pub public_hosts: Vec<String>,
+    /// Where files live: s3://BUCKET?endpoint=URL&region=REGION (credentials
+    /// from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) [default: the data
+    /// directory].
+    #[arg(long, env = "OPRC_BLOBS", value_name = "URL")]
+    pub blobs: Option<String>,
+    /// Relay mode: file URLs point at this node, which streams the bytes
+    /// from and to the blob store (for clients and functions that cannot
+    /// reach it).
+    #[arg(long, env = "OPRC_BLOB_RELAY", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub blob_relay: bool,
+    /// Lifetime of the file URLs handed out, e.g. 15m (units: ms, s, m, h;
+    /// a bare number is seconds) [default: 15m].
+    #[arg(long, env = "OPRC_URL_TTL", value_name = "DURATION", value_parser = oprc_server::parse_duration)]
+    pub url_ttl: Option<std::time::Duration>,
+    /// Largest file the node receives itself, in bytes [default: 5 GiB].
+    #[arg(long, env = "OPRC_MAX_FILE_BYTES", value_name = "N")]
+    pub max_file_bytes: Option<u64>,
+    /// Age after which file versions no object holds are deleted, e.g. 1h
+    /// (units: ms, s, m, h); uploads must be committed within half of it
+    /// [default: 1h].
+    #[arg(long, env = "OPRC_FILE_GC_GRACE", value_name = "DURATION", value_parser = oprc_server::parse_duration)]
+    pub file_gc_grace: Option<std::time::Duration>,
+    /// Time between passes of the file collector, e.g. 60s [default: 60s].
+    #[arg(long, env = "OPRC_FILE_GC_INTERVAL", value_name = "DURATION", value_parser = oprc_server::parse_duration)]
+    pub file_gc_interval: Option<std::time::Duration>,
+    /// The URL this node is reached at, the base of its file URLs, e.g.
+    /// http://node.example:6180 [default: http:// and the listen address].
+    #[arg(long, env = "OPRC_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
     /// Log format on stderr (filter with OPRC_LOG or RUST_LOG; default `info`).
     #[arg(long, env = "OPRC_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -24,6 +24,13 @@ fn overrides(args: &ServeArgs, global: &Global) -> Overrides {
         process_functions: args.no_process_functions.then_some(false),
         allow_origins: args.allow_origins.clone(),
         public_hosts: args.public_hosts.clone(),
+        blobs: args.blobs.clone(),
+        blob_relay: args.blob_relay.then_some(true),
+        url_ttl: args.url_ttl,
+        max_file_bytes: args.max_file_bytes,
+        file_gc_grace: args.file_gc_grace,
+        file_gc_interval: args.file_gc_interval,
+        public_url: args.public_url.clone(),
     }
 }
 

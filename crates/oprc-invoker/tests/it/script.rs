@@ -341,6 +341,7 @@ pub(crate) fn parts(
         log: Arc::new(store.inner.clone()),
         engine: engine.clone(),
         router: Arc::new(LocalRouter),
+        files: crate::support::files(&tempfile::tempdir().expect("tempdir").keep()),
         metrics: Metrics::unregistered(),
     }
 }

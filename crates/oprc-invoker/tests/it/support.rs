@@ -196,6 +196,17 @@ pub struct Node {
     _dir: tempfile::TempDir,
 }
 
+/// An embedded blob store in `dir` (its URLs are never fetched here).
+pub fn files(dir: &std::path::Path) -> oprc_invoker::Files {
+    let signer = oprc_blob::Signer::new(b"test-key".to_vec(), "http://127.0.0.1:9");
+    oprc_invoker::Files {
+        store: Arc::new(oprc_blob::DirStore::open(dir, signer.clone()).expect("file dir opens")),
+        signer,
+        url_ttl: Duration::from_secs(60),
+        max_upload_age: Duration::from_secs(600),
+    }
+}
+
 impl Node {
     pub fn start(options: Options) -> Node {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -221,6 +232,7 @@ impl Node {
                 log: Arc::new(redb),
                 engine: engine.clone(),
                 router: Arc::new(LocalRouter),
+                files: files(&dir.path().join("files")),
                 metrics: Metrics::unregistered(),
             },
         );
