@@ -6,6 +6,7 @@ mod crash;
 mod e2e;
 mod fake;
 mod faults;
+mod files;
 mod proc;
 mod storage_errors;
 mod usage;

@@ -13,6 +13,8 @@ use oprc_core::{ClassKey, ObjectId};
 
 use crate::{BlobPath, BlobStore, ByteRange, Method, Upload};
 
+pub mod s3s;
+
 /// Runs every test of the suite.
 pub async fn run(store: &dyn BlobStore) {
     round_trip(store).await;
