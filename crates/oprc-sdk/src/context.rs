@@ -128,23 +128,29 @@ impl Object {
         self.changed
     }
 
-    /// The presigned GET URL of file `key` (main object only).
+    /// The presigned GET URL of file `key` (main object only; a referenced
+    /// object's file is `REF.KEY`). An error when the platform sent none:
+    /// the file has no version yet, or this function may not read it.
     pub fn get_url(&self, key: &str) -> Result<&str, TaskError> {
         self.get_urls.get(key).map(String::as_str).ok_or_else(|| {
             TaskError::new(format!(
-                "no download URL for file key {key:?} of object {}",
-                self.id()
+                "no download URL for file key {key:?} of object {} (no version yet, or not \
+                 accessible to this function); readable keys: {}",
+                self.id(),
+                listed(&self.get_urls)
             ))
         })
     }
 
     /// The presigned PUT URL for a new version of file `key`. Upload there,
-    /// then call [`mark_key_updated`](Self::mark_key_updated).
+    /// then call [`mark_key_updated`](Self::mark_key_updated), or use
+    /// [`write_file`](Self::write_file), which does both.
     pub fn put_url(&self, key: &str) -> Result<&str, TaskError> {
         self.put_urls.get(key).map(String::as_str).ok_or_else(|| {
             TaskError::new(format!(
-                "no upload URL for file key {key:?} of object {}",
-                self.id()
+                "no upload URL for file key {key:?} of object {}; writable keys: {}",
+                self.id(),
+                listed(&self.put_urls)
             ))
         })
     }
@@ -179,6 +185,17 @@ impl Object {
             updated_keys: self.updated_keys,
         })
     }
+}
+
+/// The keys of a URL map, for messages.
+fn listed(urls: &BTreeMap<String, String>) -> String {
+    if urls.is_empty() {
+        return "none".to_owned();
+    }
+    urls.keys()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Everything a handler gets for one task.
@@ -428,7 +445,7 @@ mod tests {
         let c = ctx(json!({}));
         assert_eq!(
             c.main().unwrap().get_url("img").unwrap_err().message(),
-            r#"no download URL for file key "img" of object o"#
+            r#"no download URL for file key "img" of object o (no version yet, or not accessible to this function); readable keys: none"#
         );
         let task: Task =
             serde_json::from_value(json!({"id": "i", "funcKey": "p.f", "fbName": "f", "ts": 1}))

@@ -10,8 +10,9 @@
 //! the platform discard every change.
 //!
 //! This crate is used by function code, not by the platform: it depends on
-//! nothing but `oprc-core` (for the wire types) and an HTTP server, holds no
-//! credentials and does no storage IO.
+//! nothing but `oprc-core` (for the wire types), an HTTP server and an HTTP
+//! client (for the presigned file URLs of a task), holds no credentials and
+//! does no storage IO.
 //!
 //! # Example
 //!
@@ -51,13 +52,44 @@
 //!   (see [`App`]). An unknown function is a `success: false` completion.
 //! - A changed object is sent whole (`main.data` replaces the data); file
 //!   keys reported with [`Object::mark_key_updated`] go in `updatedKeys`.
+//!
+//! # Files
+//! A task carries presigned URLs for its objects' files (`mainGetKeys`,
+//! `mainPutKeys`, `outputKeys`); [`Object`] streams through them:
+//! [`open_file`](Object::open_file) (a [`FileStream`] of chunks),
+//! [`read_file`](Object::read_file), [`download_file`](Object::download_file)
+//! (to a temporary file beside the destination, renamed when complete),
+//! [`write_file`](Object::write_file) (a [`Body`] of known length, sent as
+//! `Content-Length`) and [`upload_file`](Object::upload_file) (a local
+//! file, streamed). A write records its key in `updatedKeys` only once the
+//! PUT succeeded. Files of referenced objects are `REF.KEY`. These are
+//! async: use them from [`App::async_function`] handlers (a sync handler
+//! can `tokio::runtime::Handle::current().block_on(..)` them, since it runs
+//! on Tokio's blocking pool). URLs are `http://` only: this build has no
+//! TLS.
+//!
+//! ```no_run
+//! use oprc_sdk::{App, Context};
+//!
+//! let app = App::new().async_function("upper", |mut ctx: Context| async move {
+//!     let text = ctx.main()?.read_file("in").await?;
+//!     let upper = text.to_ascii_uppercase();
+//!     let len = upper.len() as u64;
+//!     ctx.main_mut()?.write_file("out", upper, len).await?;
+//!     Ok(ctx.reply(None))
+//! });
+//! ```
 
 mod app;
 mod context;
 mod error;
+mod files;
 mod server;
 
 pub use app::{App, DEFAULT_BODY_LIMIT};
 pub use context::{Context, Object, Reply};
 pub use error::TaskError;
+pub use files::FileStream;
 pub use oprc_core::{Completion, ObjectRecord, ObjectUpdate, Task};
+/// The body of [`Object::write_file`] (reqwest's).
+pub use reqwest::Body;

@@ -1,7 +1,12 @@
 //! The HTTP client of a node's API: which token it sends, and how answers
 //! map to exit codes and to hints on what to do (401, 403, 415, 421, 429).
-//! Every body it sends carries its `Content-Type` (`.json(..)`, or YAML /
-//! JSON for packages).
+//! Every body it sends carries its `Content-Type` (`.json(..)`, YAML / JSON
+//! for packages, `application/octet-stream` for files).
+//!
+//! The token goes to the node's `/api` paths only: redirects are never
+//! followed by the HTTP client (a redirect would carry the token along), and
+//! file URLs (presigned, they carry their own signature; an `Authorization`
+//! header breaks S3's) are requested with [`Client::to_url`], without it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -83,6 +88,7 @@ impl Client {
     pub fn new(base: Url, token: Token) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("oprc/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self { http, base, token })
@@ -110,9 +116,36 @@ impl Client {
         self.request(Method::GET, segments)
     }
 
+    /// A request to a URL the node handed out (a file's presigned URL):
+    /// never with the token.
+    pub fn to_url(&self, method: Method, url: Url) -> RequestBuilder {
+        self.http.request(method, url)
+    }
+
+    /// A URL the node answered with, absolute or relative to the node.
+    pub fn resolve(&self, url: &str) -> Result<Url, Fail> {
+        self.base.join(url).map_err(|e| {
+            Fail::new(
+                Exit::Unavailable,
+                format!("the node answered with a URL that does not parse ({e}): {url:?}"),
+            )
+        })
+    }
+
+    /// Sends a request to the node and hands back the response unread (a
+    /// file to stream); failing to reach the node is [`Exit::Unavailable`].
+    pub async fn send_raw(&self, rb: RequestBuilder) -> Result<reqwest::Response, Fail> {
+        rb.send().await.map_err(|e| self.unreachable(&e))
+    }
+
     /// Sends a request; failing to reach the node is [`Exit::Unavailable`].
     pub async fn send(&self, rb: RequestBuilder) -> Result<Reply, Fail> {
-        let resp = rb.send().await.map_err(|e| self.unreachable(&e))?;
+        let resp = self.send_raw(rb).await?;
+        self.read(resp).await
+    }
+
+    /// Reads a whole (JSON) answer of the node.
+    pub async fn read(&self, resp: reqwest::Response) -> Result<Reply, Fail> {
         let status = resp.status();
         let retry_after = resp
             .headers()
@@ -145,12 +178,7 @@ impl Client {
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> Fail {
-        let mut cause = String::new();
-        let mut source: Option<&dyn std::error::Error> = Some(e);
-        while let Some(s) = source {
-            cause = s.to_string();
-            source = s.source();
-        }
+        let cause = root_cause(e);
         let origin = self.base.as_str().trim_end_matches('/');
         let what = if e.is_timeout() {
             "timed out talking to"
@@ -167,6 +195,27 @@ impl Client {
     }
 }
 
+/// The innermost cause of an error: what actually went wrong.
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = String::new();
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    cause
+}
+
+/// A URL without its query, for messages: a presigned URL's query is its
+/// signature, which has no place in a terminal or a log.
+pub fn shown(url: &Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.set_fragment(None);
+    let _ = u.set_password(None);
+    u.to_string()
+}
+
 impl Reply {
     /// An invocation answer (`{invId, status, ...}`) rather than an API error.
     pub fn is_invocation(&self) -> bool {
@@ -181,6 +230,24 @@ impl Reply {
     /// The error of this answer, as `error: <message> (<code>, HTTP <status>)`
     /// prints it, with the exit code it deserves.
     pub fn fail(&self) -> Fail {
+        self.fail_hinted(|r, code| r.hint(code))
+    }
+
+    /// [`fail`](Self::fail) for a request about files: a 403 may be about a
+    /// file key's access modifier (which the node's message names), not a
+    /// function's.
+    pub fn fail_file(&self) -> Fail {
+        self.fail_hinted(|r, code| match r.status {
+            StatusCode::FORBIDDEN => Some(
+                "only PUBLIC functions and file keys can be reached from outside (see \
+                 `oprc cls get CLS`)"
+                    .to_owned(),
+            ),
+            _ => r.hint(code),
+        })
+    }
+
+    fn fail_hinted(&self, hint: impl FnOnce(&Self, Option<&str>) -> Option<String>) -> Fail {
         let status = self.status;
         let exit = if self.is_invocation() && status != StatusCode::SERVICE_UNAVAILABLE {
             // The function failed (or timed out, or answered badly): the
@@ -223,7 +290,7 @@ impl Reply {
                 m
             }
         };
-        if let Some(hint) = self.hint(text("code")) {
+        if let Some(hint) = hint(self, text("code")) {
             message.push_str("\nhint: ");
             message.push_str(&hint);
         }
@@ -386,6 +453,21 @@ mod tests {
             json!({"invId": "i", "status": "FAILED", "error": {"code": "forbidden", "message": "m"}}),
         );
         assert!(r.fail().message.contains("PUBLIC"));
+    }
+
+    #[test]
+    fn a_refused_file_request_hints_at_file_keys() {
+        let r = reply(
+            403,
+            json!({"error": {"code": "forbidden", "message": "file key `s` of class `c` is PRIVATE"}}),
+        );
+        assert_eq!(
+            r.fail_file().message,
+            "file key `s` of class `c` is PRIVATE (forbidden, HTTP 403)\nhint: only PUBLIC \
+             functions and file keys can be reached from outside (see `oprc cls get CLS`)"
+        );
+        let r = reply(404, json!({"error": {"code": "not_found", "message": "m"}}));
+        assert_eq!(r.fail_file().message, r.fail().message);
     }
 
     #[test]

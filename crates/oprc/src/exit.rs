@@ -5,7 +5,7 @@
 //! | 0 | success |
 //! | 1 | the request was refused (HTTP 4xx), the invocation FAILED, or a local error (e.g. an unreadable file) |
 //! | 2 | usage error: bad flags or arguments (clap's default), or an unparsable `--body`/`--data` file |
-//! | 3 | cannot reach the node, or the node failed (HTTP 5xx other than a function's own failure) |
+//! | 3 | cannot reach the node (or a file's URL), the node failed (HTTP 5xx other than a function's own failure), or a file transfer broke off |
 //! | 4 | `--wait` timed out before the invocation finished |
 
 use std::fmt;

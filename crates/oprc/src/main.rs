@@ -1,6 +1,7 @@
 //! `oprc`: the Oparaca binary. `oprc serve` runs a node; the other
 //! subcommands (`pkg`, `cls`, `fn`, `obj`, `invoke`, `inv`) are clients of a
-//! node's HTTP API.
+//! node's HTTP API; `obj new -f` and `obj file` stream objects' files
+//! (`transfer`).
 //!
 //! Data goes to stdout (`-o json|yaml|table`), progress, warnings and errors
 //! to stderr. Client commands send `--token`, or else the admin token of a
@@ -15,6 +16,7 @@ mod exit;
 mod logging;
 mod output;
 mod serve;
+mod transfer;
 
 use std::process::ExitCode;
 

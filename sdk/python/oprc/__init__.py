@@ -20,6 +20,7 @@ answers with completions that carry only what the handler changed::
 
 from .app import App, Handler, RunningServer
 from .context import Context, ObjectView, TaskError
+from .files import FileStream
 
-__all__ = ["App", "Context", "Handler", "ObjectView", "RunningServer", "TaskError"]
+__all__ = ["App", "Context", "FileStream", "Handler", "ObjectView", "RunningServer", "TaskError"]
 __version__ = "0.1.0"

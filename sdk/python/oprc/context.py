@@ -6,19 +6,17 @@ handler changes it in place and the SDK sends back only what changed.
 
 from typing import Any, Dict, List, Mapping, Optional
 
+from . import files
+from .errors import TaskError
+from .files import Data, FileStream, PathLike
+
 __all__ = ["Context", "ObjectView", "TaskError"]
 
+#: Seconds a file transfer may wait on the network at a time (per read or
+#: write, not for the whole transfer).
+DEFAULT_TIMEOUT = 60.0
+
 JsonDict = Dict[str, Any]
-
-
-class TaskError(Exception):
-    """Raise from a handler to fail the task with this message.
-
-    The platform then changes nothing and reports the invocation as FAILED
-    with ``errorMsg`` set to ``str(error)``. Any other exception fails the
-    task too; ``TaskError`` only avoids logging a traceback for an expected
-    failure.
-    """
 
 
 class ObjectView:
@@ -92,26 +90,91 @@ class ObjectView:
         """Whether the data will be sent back."""
         return self._forced or self._data != self._original
 
-    def get_url(self, key: str) -> str:
-        """The presigned GET URL of file ``key`` (main object only).
+    @property
+    def file_keys(self) -> List[str]:
+        """Keys of the files that can be read (their GET URLs), sorted.
 
-        Raises :class:`TaskError` when the platform sent none for ``key``.
+        The main object's own keys, and ``REF.KEY`` for the files of the
+        objects it references (``refs``).
+        """
+        return sorted(self._get_urls)
+
+    @property
+    def upload_keys(self) -> List[str]:
+        """Keys that can be written (their PUT URLs), sorted."""
+        return sorted(self._put_urls)
+
+    def get_url(self, key: str) -> str:
+        """The presigned GET URL of file ``key`` (main object only; a
+        referenced object's file is ``REF.KEY``).
+
+        Raises :class:`TaskError` when the platform sent none for ``key``:
+        the file has no version yet, or this function may not read it.
         """
         try:
             return self._get_urls[key]
         except KeyError:
-            raise TaskError(f"no download URL for file key {key!r} of object {self.id}") from None
+            raise TaskError(
+                f"no download URL for file key {key!r} of object {self.id} (no version yet, "
+                f"or not accessible to this function); readable keys: {_listed(self._get_urls)}"
+            ) from None
 
     def put_url(self, key: str) -> str:
         """The presigned PUT URL for a new version of file ``key``.
 
-        Upload the bytes there, then call :meth:`mark_key_updated`. Raises
-        :class:`TaskError` when the platform sent none for ``key``.
+        Upload the bytes there, then call :meth:`mark_key_updated` (or use
+        :meth:`write_file`, which does both). Raises :class:`TaskError`
+        when the platform sent none for ``key``.
         """
         try:
             return self._put_urls[key]
         except KeyError:
-            raise TaskError(f"no upload URL for file key {key!r} of object {self.id}") from None
+            raise TaskError(
+                f"no upload URL for file key {key!r} of object {self.id}; "
+                f"writable keys: {_listed(self._put_urls)}"
+            ) from None
+
+    def open_file(self, key: str, timeout: Optional[float] = DEFAULT_TIMEOUT) -> FileStream:
+        """File ``key`` as a readable binary stream (a context manager),
+        streamed from its GET URL: ``read(n)``, ``read()``, ``chunks()``.
+
+        ``key`` may be ``REF.KEY`` for a file of a referenced object. A
+        missing URL or an error answer raises :class:`TaskError`; so does
+        a body that breaks off before its announced length.
+        """
+        return files.open_url(self.get_url(key), key, timeout)
+
+    def read_file(self, key: str, timeout: Optional[float] = DEFAULT_TIMEOUT) -> bytes:
+        """File ``key`` whole, in memory (use :meth:`open_file` or
+        :meth:`download_file` for large files)."""
+        with self.open_file(key, timeout) as stream:
+            return stream.read()
+
+    def download_file(self, key: str, path: PathLike, timeout: Optional[float] = DEFAULT_TIMEOUT) -> int:
+        """Streams file ``key`` to ``path`` and answers the bytes written.
+
+        The bytes go to a temporary file beside ``path``, renamed to it once
+        complete: a failed download leaves no half file.
+        """
+        with self.open_file(key, timeout) as stream:
+            return files.download(stream, path)
+
+    def write_file(self, key: str, data: Data, timeout: Optional[float] = DEFAULT_TIMEOUT) -> int:
+        """Uploads a new version of file ``key`` and records ``key`` in the
+        completion's ``updatedKeys``; answers the bytes sent.
+
+        ``data`` is ``bytes`` (or ``bytearray``/``memoryview``), a path
+        (``str`` or ``os.PathLike``; text must be encoded first), or a binary
+        file object read from where it stands. It is streamed with its
+        length as ``Content-Length``; a stream of unknown length (a pipe) is
+        spooled to a temporary file first. The key is recorded only once the
+        PUT succeeded; a failure raises :class:`TaskError`. The new version
+        becomes the file's when the task's completion is committed (reading
+        ``key`` again in this task still reads the old one).
+        """
+        sent = files.upload(self.put_url(key), key, data, timeout)
+        self.mark_key_updated(key)
+        return sent
 
     def mark_key_updated(self, key: str) -> None:
         """Reports that file ``key`` was uploaded through its PUT URL."""
@@ -209,6 +272,25 @@ class Context:
         except ValueError:
             raise TaskError(f"argument {name!r} must be an integer, got {raw!r}") from None
 
+    def open_file(self, key: str, timeout: Optional[float] = DEFAULT_TIMEOUT) -> FileStream:
+        """The main object's file ``key`` (or ``REF.KEY``) as a stream; see
+        :meth:`ObjectView.open_file`."""
+        return self.main.open_file(key, timeout)
+
+    def read_file(self, key: str, timeout: Optional[float] = DEFAULT_TIMEOUT) -> bytes:
+        """The main object's file ``key`` whole; see :meth:`ObjectView.read_file`."""
+        return self.main.read_file(key, timeout)
+
+    def download_file(self, key: str, path: PathLike, timeout: Optional[float] = DEFAULT_TIMEOUT) -> int:
+        """The main object's file ``key`` to ``path``; see :meth:`ObjectView.download_file`."""
+        return self.main.download_file(key, path, timeout)
+
+    def write_file(self, key: str, data: Data, timeout: Optional[float] = DEFAULT_TIMEOUT) -> int:
+        """A new version of the main object's file ``key``; see
+        :meth:`ObjectView.write_file` (``ctx.output.write_file`` for the
+        output object's)."""
+        return self.main.write_file(key, data, timeout)
+
     def update_main_key(self, key: str) -> None:
         """Reports that the main object's file ``key`` was uploaded."""
         self.main.mark_key_updated(key)
@@ -248,3 +330,7 @@ def _view(
     original = snapshot.get(name)
     original_data = original.get("data", {}) if isinstance(original, dict) else {}
     return ObjectView(record, original_data, get_urls, put_urls)
+
+
+def _listed(urls: Mapping[str, str]) -> str:
+    return ", ".join(sorted(urls)) or "none"

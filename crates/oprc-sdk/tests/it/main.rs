@@ -1,4 +1,7 @@
-//! The SDK over real HTTP: an app on port 0, tasks POSTed with reqwest.
+//! The SDK over real HTTP: an app on port 0, tasks POSTed with reqwest;
+//! file helpers against a local server (`files`).
+
+mod files;
 
 use std::net::SocketAddr;
 

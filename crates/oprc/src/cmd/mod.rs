@@ -2,6 +2,7 @@
 //! data on stdout and everything else on stderr.
 
 mod catalog;
+mod file;
 mod invoke;
 mod obj;
 mod pkg;

@@ -1,21 +1,30 @@
-//! `oprc obj`: new, get, list, delete.
+//! `oprc obj`: new, get, list, delete, file (in `file.rs`).
 
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use super::{Ctx, read_json};
-use crate::cli::ObjCmd;
+use super::{Ctx, file, read_json};
+use crate::cli::{FileCmd, ObjCmd};
 use crate::output::{self, Format};
 
 pub async fn run(ctx: &Ctx, cmd: ObjCmd) -> anyhow::Result<()> {
     match cmd {
-        ObjCmd::New { cls, id, data } => {
+        ObjCmd::New {
+            cls,
+            id,
+            data,
+            files,
+        } => {
             let mut body = Map::new();
             if let Some(id) = id {
                 body.insert("id".into(), Value::String(id));
             }
             if let Some(data) = data {
                 body.insert("data".into(), read_json(data, "--data")?);
+            }
+            if !files.is_empty() {
+                let object = file::new_with_files(ctx, &cls, body, files).await?;
+                return output::print(ctx.format(Format::Json), &object, output::objects);
             }
             let rb = ctx
                 .client
@@ -52,6 +61,11 @@ pub async fn run(ctx: &Ctx, cmd: ObjCmd) -> anyhow::Result<()> {
             ctx.client.call(rb).await?;
             eprintln!("oprc: object {cls}/{oid} deleted");
             Ok(())
+        }
+        ObjCmd::File(FileCmd::Get(args)) => file::get(ctx, &args).await,
+        ObjCmd::File(FileCmd::Put(args)) => {
+            let object = file::put(ctx, &args).await?;
+            output::print(ctx.format(Format::Json), &object, output::objects)
         }
     }
 }
