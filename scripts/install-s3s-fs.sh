@@ -19,7 +19,7 @@ if [ -x "$cargo_bin/s3s-fs" ] || [ -x "$HOME/.cargo/bin/s3s-fs" ]; then
   exit 0
 fi
 if ! command -v cargo >/dev/null 2>&1; then
-  say "cargo is needed to install s3s-fs (install Rust first: https://rustup.rs)"
+  say "cargo is needed to install s3s-fs (install the Rust toolchain first)"
   exit 1
 fi
 say "installing s3s-fs $VERSION with cargo (about 3 minutes)"

@@ -21,6 +21,10 @@ if ! python3 -c "import oaas_sdk_py, aiohttp" >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check oaas-sdk-py
 fi
 
+# The S3 backend's tests (and the node's file tests on S3) run against a
+# real S3 server, s3s-fs; the tests fail without it.
+scripts/install-s3s-fs.sh
+
 say "python sdk tests"
 PYTHONPATH=sdk/python python3 -m unittest discover -s sdk/python/tests
 

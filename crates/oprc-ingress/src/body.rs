@@ -101,8 +101,13 @@ pub(crate) fn body_type(headers: &HeaderMap, accepted: &[&[&str]]) -> Result<Bod
 /// JSON nor YAML. Chunked bodies are limited while they stream
 /// (`DefaultBodyLimit`).
 pub(crate) fn check(state: &AppState, req: &Request) -> Result<(), ApiError> {
-    if is_file_upload(req) {
-        return file_media_type(req.headers());
+    if is_file_route(req) {
+        // Bytes, not JSON; only PUT takes a body (other methods are 405).
+        return if req.method() == Method::PUT {
+            file_media_type(req.headers())
+        } else {
+            Ok(())
+        };
     }
     let declared = req
         .headers()
@@ -119,13 +124,10 @@ pub(crate) fn check(state: &AppState, req: &Request) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Whether the request uploads a file through the node
-/// (`PUT /api/classes/{cls}/objects/{oid}/files/{key}`): its body is
+/// Whether the request is for a file route
+/// (`/api/classes/{cls}/objects/{oid}/files/{key}`): an upload's body is
 /// bytes, limited by the file size limit, not the API's.
-fn is_file_upload(req: &Request) -> bool {
-    if req.method() != Method::PUT {
-        return false;
-    }
+fn is_file_route(req: &Request) -> bool {
     let parts: Vec<&str> = req.uri().path().split('/').collect();
     matches!(
         parts.as_slice(),

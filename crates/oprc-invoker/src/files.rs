@@ -305,6 +305,67 @@ mod tests {
         ClassKey::new(s).unwrap()
     }
 
+    fn class(key: &str) -> ResolvedClass {
+        serde_json::from_value(serde_json::json!({
+            "key": key, "package": "p", "name": "c", "disabled": false, "parents": [],
+            "ancestors": [], "bindings": {}, "refs": {}, "config": {},
+            "keys": {
+                "a": {"name": "a", "access": "PUBLIC", "inheritedFrom": null},
+                "b": {"name": "b", "access": "PRIVATE", "inheritedFrom": null},
+            },
+        }))
+        .expect("class fixture")
+    }
+
+    #[test]
+    fn a_task_writes_versions_named_by_its_invocation() {
+        let dir = std::env::temp_dir().join(format!("oprc-files-{}", std::process::id()));
+        let signer = Signer::new(b"k".to_vec(), "http://n");
+        let files = Files {
+            store: Arc::new(oprc_blob::DirStore::open(&dir, signer.clone()).unwrap()),
+            signer,
+            url_ttl: Duration::from_secs(60),
+            max_upload_age: Duration::from_secs(60),
+        };
+        let c = class("p.c");
+        let mut main = ObjectRecord::new(
+            c.key.clone(),
+            oprc_core::ObjectId::new("o").unwrap(),
+            serde_json::json!({}),
+        );
+        main.meta.ver_ids.insert("a".into(), "v0".into());
+        let urls = |writes_main| {
+            task_urls(&TaskFiles {
+                files: &files,
+                class: &c,
+                main: Some(&main),
+                writes_main,
+                output: None,
+                refs: Vec::new(),
+                version: "inv-7",
+            })
+        };
+        let u = urls(true);
+        // Only the key with a version can be read, at that version.
+        assert_eq!(u.main_get.keys().collect::<Vec<_>>(), ["a"]);
+        assert!(u.main_get["a"].contains("/blobs/p.c/o/v0/a?m=GET"));
+        // Every key can be written, at the invocation's version: a replay of
+        // the same invocation writes the same paths.
+        assert!(u.main_put["a"].contains("/blobs/p.c/o/inv-7/a?m=PUT"));
+        assert!(u.main_put["b"].contains("/blobs/p.c/o/inv-7/b?m=PUT"));
+        assert!(
+            u.alloc_main
+                .unwrap()
+                .contains("/alloc/p.c/o/inv-7?keys=a,b")
+        );
+        let ro = urls(false);
+        assert!(
+            ro.main_put.is_empty() && ro.alloc_main.is_none(),
+            "an immutable task writes nothing"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[test]
     fn the_access_matrix() {
         let own = cls("p.a");

@@ -119,9 +119,11 @@ pub async fn run(
     )));
     let invoker_cancel = CancellationToken::new();
     let invoker_task = tokio::spawn(invoker.run(invoker_cancel.clone()));
+    // The collector takes the last handle of the store here: the store
+    // closes once every holder is gone.
     let collector = oprc_adapter::collector::Collector::new(
         files.store.clone(),
-        state.clone(),
+        state,
         oprc_adapter::collector::Options {
             interval: config.files.gc_interval,
             grace: config.files.gc_grace,

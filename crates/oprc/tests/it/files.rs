@@ -221,7 +221,7 @@ fn round_trip(node: &Proc) {
         "",
     );
     assert_eq!(v["status"], "SUCCEEDED", "{v}");
-    let mut expected = big.clone();
+    let mut expected = big;
     expected.extend_from_slice(b"XYZ");
     assert!(
         text(node, "fa.doc", "o") == expected,
