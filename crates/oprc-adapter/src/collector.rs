@@ -3,11 +3,15 @@
 //!
 //! A version is live while its object's `verIds` names it. Any other
 //! version is superseded, an orphan of a failed or crashed task, or a file
-//! of a deleted object, and is deleted once it is older than `grace`. A
-//! commit refuses uploads older than half of `grace` (the invoker's
+//! of a deleted object, and is deleted once both it and the key's live
+//! version are older than `grace`: a superseded version was superseded no
+//! later than the live one was written, so the URLs handed out for it have
+//! expired by then (the grace is at least twice the URL lifetime). A commit
+//! refuses uploads older than half of `grace` (the invoker's
 //! `max_upload_age`), so a version the collector deletes can no longer be
 //! committed (ADR 0009).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -120,8 +124,10 @@ impl Collector {
         let mut pass = Pass::default();
         let mut backlog_bytes = 0;
         let mut after: Option<BlobPath> = None;
-        // The object of the versions being looked at (they come grouped).
+        // The object of the versions being looked at (they come grouped),
+        // and when its live versions were written, by key (looked up once).
         let mut current: Option<((ClassKey, ObjectId), Option<ObjectRecord>)> = None;
+        let mut live_written: HashMap<String, i64> = HashMap::new();
         loop {
             let page = self
                 .store
@@ -142,13 +148,38 @@ impl Collector {
                         .await
                         .map_err(|e| format!("reading object {}/{}: {e}", key.0, key.1))?;
                     current = Some((key, obj));
+                    live_written.clear();
                 }
                 let obj = current.as_ref().and_then(|(_, o)| o.as_ref());
                 if obj.is_some_and(|o| o.meta.ver_ids.get(&path.key) == Some(&path.version)) {
                     pass.live += 1;
                     continue;
                 }
-                if now_ms().saturating_sub(listed.modified_ms) <= grace {
+                let superseded_ms = match obj.and_then(|o| o.meta.ver_ids.get(&path.key)) {
+                    None => listed.modified_ms,
+                    Some(live) => match live_written.get(&path.key) {
+                        Some(ms) => *ms,
+                        None => {
+                            let live_path = BlobPath::new(
+                                path.cls.clone(),
+                                path.oid.clone(),
+                                live.clone(),
+                                path.key.clone(),
+                            )
+                            .map_err(|e| e.to_string())?;
+                            let ms = self
+                                .store
+                                .head(&live_path)
+                                .await
+                                .map_err(|e| format!("reading {live_path}: {e}"))?
+                                .map_or(i64::MAX, |m| m.modified_ms);
+                            live_written.insert(path.key.clone(), ms);
+                            ms
+                        }
+                    },
+                };
+                let newest = listed.modified_ms.max(superseded_ms);
+                if now_ms().saturating_sub(newest) <= grace {
                     pass.waiting += 1;
                     backlog_bytes += listed.size;
                     continue;
