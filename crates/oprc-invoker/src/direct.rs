@@ -109,6 +109,7 @@ async fn attempt(shared: &Arc<Shared>, call: Call) -> Result<(), Failed> {
             moved(shared, call, *plan).await;
             return Ok(());
         }
+        Err(exec::Refusal::Storage(e)) => return Err((call, e)),
     };
     let mut prepared = prepare(&shared.step_context(&call, plan), main.as_deref(), step);
     let batch = std::mem::take(&mut prepared.batch);

@@ -50,6 +50,7 @@ pub(crate) async fn run(
     match run_task(shared, plan, req, main).await {
         Ok(step) => return Ok(step),
         Err(Redeployed::Stopped) => return Err(Refusal::Now(Error::ShuttingDown)),
+        Err(Redeployed::Storage(e)) => return Err(Refusal::Storage(e)),
         Err(Redeployed::Changed) => {}
     }
     // The registry deploys a new version before it publishes the catalog
@@ -65,6 +66,7 @@ pub(crate) async fn run(
         match run_task(shared, &again, req, main).await {
             Ok(step) => return Ok(step),
             Err(Redeployed::Stopped) => return Err(Refusal::Now(Error::ShuttingDown)),
+            Err(Redeployed::Storage(e)) => return Err(Refusal::Storage(e)),
             Err(Redeployed::Changed) => {}
         }
         tokio::time::sleep(Duration::from_millis(attempt)).await;
@@ -215,13 +217,18 @@ async fn copy_files(
     Ok(to)
 }
 
-/// Why a task was not sent.
+/// Why a task gave no step.
 enum Redeployed {
-    /// The function's deployment is not the one the call was planned on.
+    /// The function's deployment is not the one the call was planned on
+    /// (nothing was sent).
     Changed,
     /// The engine is stopping: the call did not run (an async call stays in
     /// the log for the next start).
     Stopped,
+    /// The blob store could not tell whether the uploads are there: like a
+    /// failed commit, the call's work is lost, not wrong (retried as ADR 6
+    /// says).
+    Storage(oprc_store::Error),
 }
 
 /// Why a call did not run.
@@ -231,6 +238,8 @@ pub(crate) enum Refusal {
     /// Planned again, the call now mutates its object: it must run in the
     /// object's inbox, not here.
     Mutating(Box<Plan>),
+    /// Storage failed under the call; nothing was committed.
+    Storage(oprc_store::Error),
 }
 
 async fn run_task(
@@ -332,6 +341,12 @@ async fn run_task(
                                 output,
                                 body,
                             ),
+                            Err(e) if e.code == codes::STORAGE => {
+                                return Err(Redeployed::Storage(oprc_store::Error::new(
+                                    oprc_store::ErrorKind::Unavailable,
+                                    e.message,
+                                )));
+                            }
                             Err(e) => Step::failed(e),
                         }
                     }

@@ -351,6 +351,7 @@ async fn run_on(
         Ok(step) => step,
         Err(exec::Refusal::Now(e)) => return Ok(Outcome::Refused(e)),
         Err(exec::Refusal::Mutating(_)) => unreachable!("a call in its inbox is never moved"),
+        Err(exec::Refusal::Storage(e)) => return Err(e),
     };
     Ok(Outcome::Ran(prepare(
         &shared.step_context(call, plan),

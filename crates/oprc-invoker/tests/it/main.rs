@@ -1,6 +1,7 @@
 //! The invoker with a fake engine and a store that fails on purpose.
 
 mod faults;
+mod files;
 mod keys;
 mod regressions;
 mod script;
