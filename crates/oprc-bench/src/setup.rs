@@ -242,6 +242,7 @@ impl Env {
             main_get_keys: Default::default(),
             main_put_keys: Default::default(),
             output_keys: Default::default(),
+            main_keys: Default::default(),
             alloc_main_url: None,
             alloc_output_url: None,
         };

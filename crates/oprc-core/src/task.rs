@@ -33,6 +33,10 @@ pub struct Task {
     /// Presigned GET URLs of the main object's files.
     #[serde(default)]
     pub main_get_keys: BTreeMap<String, String>,
+    /// The same URLs under the name older functions read
+    /// (`get_main_resource_url` of the original Python SDK).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub main_keys: BTreeMap<String, String>,
     /// Presigned PUT URLs for new versions of the main object's files.
     #[serde(default)]
     pub main_put_keys: BTreeMap<String, String>,
@@ -493,6 +497,7 @@ mod tests {
             main: None,
             output: None,
             main_get_keys: BTreeMap::new(),
+            main_keys: BTreeMap::new(),
             main_put_keys: BTreeMap::new(),
             output_keys: BTreeMap::new(),
             alloc_main_url: None,

@@ -47,6 +47,7 @@ pub(crate) fn build_task(input: TaskInput<'_>) -> Task {
         ts: input.now_ms,
         main: input.main.cloned(),
         output: input.output.cloned(),
+        main_keys: input.urls.main_get.clone(),
         main_get_keys: input.urls.main_get,
         main_put_keys: input.urls.main_put,
         output_keys: input.urls.output_put,

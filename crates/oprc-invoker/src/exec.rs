@@ -94,7 +94,8 @@ async fn run_builtin(
             }
             file_calls::check_new_keys(plan.class(), &req.caller, &keys)?;
             let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-            let urls = file_calls::upload_urls(files, &obj, version, &keys)?;
+            let version = file_calls::outside_version(version);
+            let urls = file_calls::upload_urls(files, &obj, &version, &keys)?;
             Ok(Step::ok(MainChange::Keep, Some(obj), Some(urls)))
         }),
         (Builtin::Get, Some(_)) => Ok(Step::ok(MainChange::Keep, None, None)),
@@ -131,7 +132,10 @@ async fn file_call(
     let keys = file_calls::select(plan.class(), &req.caller, key)?;
     let body = match call {
         FileCall::Get => file_calls::download_urls(files, main, &keys, key.is_some())?,
-        FileCall::Put => file_calls::upload_urls(files, main, req.inv_id.as_str(), &keys)?,
+        FileCall::Put => {
+            let version = file_calls::outside_version(req.inv_id.as_str());
+            file_calls::upload_urls(files, main, &version, &keys)?
+        }
         FileCall::Commit(version) => {
             return commit_uploads(files, main, &keys, &version, key.is_some()).await;
         }

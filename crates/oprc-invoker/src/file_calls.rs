@@ -25,6 +25,15 @@ pub(crate) enum FileCall {
     Commit(String),
 }
 
+/// What versions uploaded from outside start with. A commit takes only
+/// those, so a client cannot make an upload of a failed task live.
+const OUTSIDE: &str = "up-";
+
+/// The version an upload from outside allocated by call `inv_id` gets.
+pub(crate) fn outside_version(inv_id: &str) -> String {
+    format!("{OUTSIDE}{inv_id}")
+}
+
 /// Reads a `file` call's args: `key` (optional), `put=true` or
 /// `commit=VERSION`.
 pub(crate) fn parse(
@@ -56,6 +65,11 @@ pub(crate) fn parse(
         (false, Some(v)) => {
             oprc_core::ObjectId::new(v.as_str())
                 .map_err(|e| invalid(format!("`commit` names a version: {e}")))?;
+            if !v.starts_with(OUTSIDE) {
+                return Err(invalid(format!(
+                    "`commit` takes the `version` that `new` with `keys` or `file?put=true` answered, not `{v}`"
+                )));
+            }
             FileCall::Commit(v.clone())
         }
         (false, None) => FileCall::Get,

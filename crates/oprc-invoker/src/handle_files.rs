@@ -61,8 +61,8 @@ impl Handle {
     ) -> Result<BlobPath, Error> {
         self.check_key(cls, key, caller)?;
         self.object(cls, oid).await?;
-        let version = InvocationId::generate();
-        BlobPath::new(cls.clone(), oid.clone(), version.as_str(), key)
+        let version = crate::file_calls::outside_version(InvocationId::generate().as_str());
+        BlobPath::new(cls.clone(), oid.clone(), version, key)
             .map_err(|e| Error::Internal(e.to_string()))
     }
 

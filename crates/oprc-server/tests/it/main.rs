@@ -10,6 +10,7 @@ mod compat;
 mod concurrency;
 mod errors;
 mod examples;
+mod files_examples;
 mod invoke;
 mod limits;
 mod openapi;

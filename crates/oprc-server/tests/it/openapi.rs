@@ -250,6 +250,6 @@ async fn every_documented_operation_is_routed() {
             seen += 1;
         }
     }
-    assert_eq!(seen, 20);
+    assert_eq!(seen, 22);
     node.stop().await;
 }

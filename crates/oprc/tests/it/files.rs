@@ -359,6 +359,14 @@ fn failed_tasks_leave_the_old_version_and_their_orphans_are_collected() {
         assert_eq!(v["status"], "FAILED", "{then}: {v}");
         assert_eq!(v["error"]["code"], code, "{then}: {v}");
         assert_eq!(text(&node, "fa.doc", "o"), b"old", "{then} changed nothing");
+        // Its upload cannot be made live from outside either.
+        let inv = v["invId"].as_str().unwrap();
+        let c = post(
+            &node,
+            &format!("/api/classes/fa.doc/objects/o/invokes/file?commit={inv}"),
+            "",
+        );
+        assert_eq!(c["error"]["code"], "invalid_argument", "{c}");
     }
     let obj = node.get("/api/classes/fa.doc/objects/o").unwrap().1;
     assert_eq!(
