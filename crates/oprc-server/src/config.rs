@@ -79,6 +79,10 @@ pub struct Overrides {
     /// Where files live: `s3://BUCKET?endpoint=URL&region=REGION` (default:
     /// the data directory).
     pub blobs: Option<String>,
+    /// The S3 access key (else `AWS_ACCESS_KEY_ID`); config file only.
+    pub s3_access_key_id: Option<String>,
+    /// The S3 secret key (else `AWS_SECRET_ACCESS_KEY`); config file only.
+    pub s3_secret_access_key: Option<String>,
     /// Stream every file through the node (relay mode).
     pub blob_relay: Option<bool>,
     /// Lifetime of file URLs, e.g. `15m`.
@@ -147,6 +151,12 @@ impl Config {
         let f = &mut self.files;
         if let Some(v) = o.blobs {
             f.blobs = Some(v);
+        }
+        if let Some(v) = o.s3_access_key_id {
+            f.s3_access_key_id = Some(v);
+        }
+        if let Some(v) = o.s3_secret_access_key {
+            f.s3_secret_access_key = Some(v);
         }
         if let Some(v) = o.blob_relay {
             f.relay = v;
@@ -252,6 +262,10 @@ mod tests {
         assert_eq!(o.url_ttl, Some(Duration::from_secs(600)));
         assert_eq!(o.file_gc_grace, Some(Duration::from_secs(3600)));
         assert_eq!(o.blob_relay, Some(true));
+        let o = read("s3AccessKeyId: k\ns3SecretAccessKey: s\n").unwrap();
+        let c = Config::default().merge(o);
+        assert_eq!(c.files.s3_access_key_id.as_deref(), Some("k"));
+        assert_eq!(c.files.s3_secret_access_key.as_deref(), Some("s"));
         let err = read("urlTtl: soon\n").unwrap_err();
         assert!(err.contains("expected a duration"), "{err}");
     }

@@ -15,6 +15,10 @@ pub struct FilesConfig {
     /// An S3 URL (`s3://BUCKET?endpoint=URL&region=REGION`); `None` keeps
     /// files in the data directory.
     pub blobs: Option<String>,
+    /// S3 credentials from the config file; without them the standard
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` environment is used.
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<String>,
     /// Hand out the node's own URLs, so every byte passes through it.
     pub relay: bool,
     /// Lifetime of the URLs handed out.
@@ -35,6 +39,8 @@ impl Default for FilesConfig {
     fn default() -> Self {
         Self {
             blobs: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
             relay: false,
             url_ttl: Duration::from_secs(15 * 60),
             max_file_bytes: oprc_adapter::DEFAULT_MAX_FILE_BYTES,
@@ -95,8 +101,16 @@ pub(crate) async fn open(
             Arc::new(store)
         }
         Some(url) => {
-            let options =
+            let mut options =
                 S3Options::parse(url).map_err(|e| anyhow::anyhow!("invalid --blobs: {e}"))?;
+            if config.s3_access_key_id.is_some() {
+                options.access_key_id.clone_from(&config.s3_access_key_id);
+            }
+            if config.s3_secret_access_key.is_some() {
+                options
+                    .secret_access_key
+                    .clone_from(&config.s3_secret_access_key);
+            }
             let s3 = S3Store::connect(options)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot use the S3 store {url}: {e}"))?;

@@ -126,8 +126,9 @@ pub struct ServeArgs {
     pub apply: Vec<PathBuf>,
     /// Config file (YAML or JSON; camelCase keys: listen, dataDir, apply,
     /// token, maxBodyBytes, partitions, retentionSecs, sync,
-    /// processFunctions, allowOrigins, publicHosts, blobs, blobRelay,
-    /// urlTtl, maxFileBytes, fileGcGrace, fileGcInterval, publicUrl).
+    /// processFunctions, allowOrigins, publicHosts, blobs, s3AccessKeyId,
+    /// s3SecretAccessKey, blobRelay, urlTtl, maxFileBytes, fileGcGrace,
+    /// fileGcInterval, publicUrl).
     #[arg(long, env = "OPRC_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Partitions of the object space and async log.

@@ -25,6 +25,10 @@ fn overrides(args: &ServeArgs, global: &Global) -> Overrides {
         allow_origins: args.allow_origins.clone(),
         public_hosts: args.public_hosts.clone(),
         blobs: args.blobs.clone(),
+        // Secrets come from the config file or the AWS environment, never
+        // from flags (a process list shows flags).
+        s3_access_key_id: None,
+        s3_secret_access_key: None,
         blob_relay: args.blob_relay.then_some(true),
         url_ttl: args.url_ttl,
         max_file_bytes: args.max_file_bytes,

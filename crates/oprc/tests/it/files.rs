@@ -290,8 +290,17 @@ fn files_round_trip_on_s3() {
 fn a_relay_node_hands_out_its_own_urls() {
     let s3 = S3sServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let blobs = s3.blobs_url();
-    let node = start(dir.path(), &["--blobs", &blobs, "--blob-relay"], &s3_env());
+    // The store, relay mode and credentials from a config file this time.
+    let config = dir.path().join("node.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "blobs: '{}'\nblobRelay: true\ns3AccessKeyId: {KEY}\ns3SecretAccessKey: {SECRET}\n",
+            s3.blobs_url()
+        ),
+    )
+    .unwrap();
+    let node = start(dir.path(), &["--config", config.to_str().unwrap()], &[]);
     round_trip(&node);
     let v = post(&node, "/api/classes/fa.doc/objects/o/invokes/file", "");
     let url = v["body"]["urls"]["text"].as_str().unwrap();
