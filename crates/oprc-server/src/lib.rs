@@ -149,6 +149,15 @@ pub async fn run(
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "node ready");
 
     let ready = app.clone();
+    // Small answers go out at once: without TCP_NODELAY a client that keeps
+    // its connection waits ~40 ms (Nagle and delayed ACKs) for a relayed
+    // file's body after its headers.
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;
