@@ -30,6 +30,20 @@ impl External {
         let (label, path) = spec
             .split_once('=')
             .with_context(|| format!("--node-bin takes LABEL=PATH, not {spec:?}"))?;
+        Self::spawn(label, std::path::Path::new(path), package, &[], &[], None).await
+    }
+
+    /// A node from `bin` with `package` applied, started with `args` after
+    /// the usual ones and `env` added; its stderr goes to `log` (or
+    /// nowhere).
+    pub async fn spawn(
+        label: &str,
+        bin: &std::path::Path,
+        package: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+        log: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let pkg = dir.path().join("bench.yaml");
         std::fs::write(&pkg, package)?;
@@ -37,18 +51,24 @@ impl External {
             let l = std::net::TcpListener::bind("127.0.0.1:0")?;
             l.local_addr()?
         };
-        let child = tokio::process::Command::new(PathBuf::from(path))
+        let stderr = match log {
+            Some(p) => Stdio::from(std::fs::File::create(p)?),
+            None => Stdio::null(),
+        };
+        let child = tokio::process::Command::new(PathBuf::from(bin))
             .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
             .arg(dir.path().join("data"))
             .arg("--apply")
             .arg(&pkg)
+            .args(args)
+            .envs(env.iter().copied())
             .env_remove("OPRC_TOKEN")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("cannot start {path}"))?;
+            .with_context(|| format!("cannot start {}", bin.display()))?;
         crate::setup::wait_ready(addr).await?;
         Ok(Self {
             label: label.to_owned(),
@@ -61,9 +81,17 @@ impl External {
     /// CPU time so far of the node and of its live descendants (the
     /// function workers, also behind a shell).
     pub fn cpu(&self) -> Cpu {
-        let Some(pid) = self.child.id() else {
-            return Cpu::default();
-        };
+        self.child.id().map_or_else(Cpu::default, Cpu::of)
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+impl Cpu {
+    /// CPU time so far of `pid` and of its live descendants.
+    pub fn of(pid: u32) -> Self {
         let mut parents: Vec<(u32, u32)> = Vec::new();
         if let Ok(dir) = std::fs::read_dir("/proc") {
             for entry in dir.flatten() {
@@ -81,14 +109,10 @@ impl External {
             family.extend(parents.iter().filter(|(_, pp)| *pp == up).map(|(p, _)| *p));
             i += 1;
         }
-        Cpu {
+        Self {
             node: ticks(pid).unwrap_or(0),
             children: family[1..].iter().map(|p| ticks(*p).unwrap_or(0)).sum(),
         }
-    }
-
-    pub async fn stop(mut self) {
-        let _ = self.child.kill().await;
     }
 }
 
@@ -104,7 +128,7 @@ fn parent(pid: u32) -> Option<u32> {
 }
 
 /// utime + stime.
-fn ticks(pid: u32) -> Option<u64> {
+pub fn ticks(pid: u32) -> Option<u64> {
     let f = stat_fields(pid)?;
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }

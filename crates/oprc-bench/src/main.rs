@@ -18,8 +18,13 @@
 //! binaries (say, builds of two commits): the node scenarios run against
 //! each, interleaved, with the CPU time of each node process and of its
 //! function workers per call.
+//!
+//! `oprc-bench files` is the file benchmark (issue 6): `concat` on files of
+//! 10 KiB to 16 MiB on an S3 server, through a node with presigned URLs,
+//! through a relaying node and as plain FaaS (see `files/mod.rs`).
 
 mod external;
+mod files;
 mod load;
 mod setup;
 
@@ -40,6 +45,8 @@ type MakeRequest<'a> = Box<dyn Fn(usize, u64) -> Request + Sync + 'a>;
 #[derive(Parser, Debug)]
 #[command(about = "Side-by-side benchmark of an Oparaca node")]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Seconds of measurement per scenario and concurrency level.
     #[arg(long, default_value_t = 3)]
     duration_secs: u64,
@@ -67,6 +74,12 @@ struct Args {
     rounds: usize,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Files on S3: redirect, relay and plain FaaS side by side (issue 6).
+    Files(files::Args),
+}
+
 /// What one scenario measured, and where.
 struct Row {
     c: usize,
@@ -78,11 +91,14 @@ struct Row {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(run(args))
+    match args.command.take() {
+        Some(Command::Files(files)) => rt.block_on(files::run(files)),
+        None => rt.block_on(run(args)),
+    }
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
