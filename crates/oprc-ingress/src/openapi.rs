@@ -388,6 +388,7 @@ mod tests {
             "GET /api/classes/{cls}/invokes/{fb}",
             "GET /api/classes/{cls}/objects",
             "GET /api/classes/{cls}/objects/{oid}",
+            "GET /api/classes/{cls}/objects/{oid}/files/{key}",
             "GET /api/classes/{cls}/objects/{oid}/invokes/{fb}",
             "GET /api/functions",
             "GET /api/functions/{key}",
@@ -401,6 +402,7 @@ mod tests {
             "POST /api/classes/{cls}/invokes/{fb}",
             "POST /api/classes/{cls}/objects/{oid}/invokes/{fb}",
             "POST /api/packages",
+            "PUT /api/classes/{cls}/objects/{oid}/files/{key}",
         ];
         assert_eq!(documented, expected);
     }
