@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderMap, Method as HttpMethod, StatusCode, Uri};
-use oprc_blob::{BlobPath, Method, UrlError};
+use oprc_blob::{ALLOC_ROUTE, BLOBS_ROUTE, BlobPath, Method, UrlError};
 use serde_json::json;
 
 use crate::Adapter;
@@ -17,8 +17,14 @@ use crate::transfer::{self, error};
 /// The adapter's routes, to merge into the node's router.
 pub fn router(adapter: Adapter) -> Router {
     Router::new()
-        .route("/blobs/{*path}", get(get_blob).put(put_blob))
-        .route("/alloc/{*resource}", get(alloc).post(alloc))
+        .route(
+            &format!("{BLOBS_ROUTE}{{*path}}"),
+            get(get_blob).put(put_blob),
+        )
+        .route(
+            &format!("{ALLOC_ROUTE}{{*resource}}"),
+            get(alloc).post(alloc),
+        )
         .with_state(Arc::new(adapter))
 }
 
@@ -37,7 +43,7 @@ fn target<'a>(uri: &'a Uri, prefix: &str) -> (&'a str, &'a str) {
 }
 
 fn verify(adapter: &Adapter, method: Method, uri: &Uri) -> Result<BlobPath, UrlError> {
-    let (path, query) = target(uri, "/blobs/");
+    let (path, query) = target(uri, BLOBS_ROUTE);
     adapter.signer.verify_blob(method, path, query)
 }
 
@@ -90,7 +96,7 @@ async fn alloc(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let (resource, query) = target(&uri, "/alloc/");
+    let (resource, query) = target(&uri, ALLOC_ROUTE);
     let allowed = match adapter.signer.verify_alloc(resource, query) {
         Ok(v) => v,
         Err(e) => return refused(&e),

@@ -33,5 +33,5 @@ pub use error::{BlobError, BlobErrorKind};
 pub use path::{BlobPath, PathError};
 pub use relay::Relayed;
 pub use s3::{S3Options, S3Store};
-pub use sign::{Signer, UrlError, Verified};
+pub use sign::{ALLOC_ROUTE, BLOBS_ROUTE, Signer, UrlError, Verified};
 pub use store::{BlobMeta, BlobStore, ByteRange, Download, Listed, Method, Upload};

@@ -118,11 +118,6 @@ impl Signer {
         }
     }
 
-    /// The URL the node is reached at.
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     fn mac(&self, parts: &[&str]) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
         for p in parts {

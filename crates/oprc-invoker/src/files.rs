@@ -128,20 +128,18 @@ fn presign(files: &Files, method: Method, path: &BlobPath) -> Option<String> {
 /// named `prefix` + key.
 fn get_urls(
     t: &TaskFiles<'_>,
+    caller: &Caller,
     obj: &ObjectRecord,
     class: &ResolvedClass,
     relation: Relation,
     prefix: &str,
     out: &mut BTreeMap<String, String>,
 ) {
-    let caller = Caller::Function {
-        cls: t.class.key.clone(),
-    };
     for (key, version) in &obj.meta.ver_ids {
         let Some(spec) = class.keys.get(key) else {
             continue;
         };
-        if may_reach(spec.access, &class.key, &caller, relation).is_err() {
+        if may_reach(spec.access, &class.key, caller, relation).is_err() {
             continue;
         }
         if let Some(url) =
@@ -191,14 +189,22 @@ fn alloc_url(t: &TaskFiles<'_>, obj: &ObjectRecord, class: &ResolvedClass) -> Op
 pub(crate) fn task_urls(t: &TaskFiles<'_>) -> TaskUrls {
     let mut urls = TaskUrls::default();
     if let Some(main) = t.main {
-        get_urls(t, main, t.class, Relation::Own, "", &mut urls.main_get);
+        let caller = Caller::Function {
+            cls: t.class.key.clone(),
+        };
+        get_urls(
+            t,
+            &caller,
+            main,
+            t.class,
+            Relation::Own,
+            "",
+            &mut urls.main_get,
+        );
         if t.writes_main {
             urls.main_put = put_urls(t, main, t.class);
             urls.alloc_main = alloc_url(t, main, t.class);
         }
-        let caller = Caller::Function {
-            cls: t.class.key.clone(),
-        };
         for (name, ref_class, obj) in &t.refs {
             let Some(spec) = t.class.refs.get(name) else {
                 continue;
@@ -208,6 +214,7 @@ pub(crate) fn task_urls(t: &TaskFiles<'_>) -> TaskUrls {
             }
             get_urls(
                 t,
+                &caller,
                 obj,
                 ref_class,
                 Relation::Reference,

@@ -6,6 +6,25 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
+/// `(name, help, value)` of metrics without labels.
+type Plain<'a, T> = [(&'a str, &'a str, T)];
+
+fn encode_counters(encoder: &mut DescriptorEncoder, metrics: &Plain<u64>) -> std::fmt::Result {
+    for &(name, help, value) in metrics {
+        let counter = ConstCounter::new(value);
+        counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+    }
+    Ok(())
+}
+
+fn encode_gauges(encoder: &mut DescriptorEncoder, metrics: &Plain<i64>) -> std::fmt::Result {
+    for &(name, help, value) in metrics {
+        let gauge = ConstGauge::new(value);
+        gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+    }
+    Ok(())
+}
+
 /// Group commit of the embedded store.
 pub(crate) struct StoreCollector(pub oprc_store_redb::Store);
 
@@ -142,11 +161,7 @@ impl Collector for InvokerCollector {
                 i64::try_from(stats.cache_bytes).unwrap_or(i64::MAX),
             ),
         ];
-        for (name, help, value) in gauges {
-            let gauge = ConstGauge::new(value);
-            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
-        }
-        Ok(())
+        encode_gauges(&mut encoder, &gauges)
     }
 }
 
@@ -190,15 +205,7 @@ impl Collector for FilesCollector {
                 s.failures.load(Relaxed),
             ),
         ];
-        for (name, help, value) in counters {
-            let counter = ConstCounter::new(value);
-            counter.encode(encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                counter.metric_type(),
-            )?)?;
-        }
+        encode_counters(&mut encoder, &counters)?;
         let gauges: [(&str, &str, i64); 4] = [
             (
                 "oprc_file_gc_backlog",
@@ -221,10 +228,6 @@ impl Collector for FilesCollector {
                 s.last_pass_ms.load(Relaxed),
             ),
         ];
-        for (name, help, value) in gauges {
-            let gauge = ConstGauge::new(value);
-            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
-        }
-        Ok(())
+        encode_gauges(&mut encoder, &gauges)
     }
 }

@@ -172,7 +172,7 @@ pub struct ServeArgs {
     pub blob_relay: bool,
     /// Lifetime of the file URLs handed out, e.g. 15m (units: ms, s, m, h;
     /// a bare number is seconds) [default: 15m].
-    #[arg(long, env = "OPRC_URL_TTL", value_name = "DURATION", value_parser = oprc_server::parse_duration)]
+    #[arg(long, env = "OPRC_URL_TTL", value_name = "DURATION", value_parser = parse_duration)]
     pub url_ttl: Option<std::time::Duration>,
     /// Largest file the node receives itself, in bytes [default: 5 GiB].
     #[arg(long, env = "OPRC_MAX_FILE_BYTES", value_name = "N")]
@@ -180,10 +180,10 @@ pub struct ServeArgs {
     /// Age after which file versions no object holds are deleted, e.g. 1h
     /// (units: ms, s, m, h); uploads must be committed within half of it
     /// [default: 1h].
-    #[arg(long, env = "OPRC_FILE_GC_GRACE", value_name = "DURATION", value_parser = oprc_server::parse_duration)]
+    #[arg(long, env = "OPRC_FILE_GC_GRACE", value_name = "DURATION", value_parser = parse_duration)]
     pub file_gc_grace: Option<std::time::Duration>,
     /// Time between passes of the file collector, e.g. 60s [default: 60s].
-    #[arg(long, env = "OPRC_FILE_GC_INTERVAL", value_name = "DURATION", value_parser = oprc_server::parse_duration)]
+    #[arg(long, env = "OPRC_FILE_GC_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
     pub file_gc_interval: Option<std::time::Duration>,
     /// The URL this node is reached at, the base of its file URLs, e.g.
     /// http://node.example:6180 [default: http:// and the listen address].
@@ -470,24 +470,9 @@ pub fn parse_json_source(s: &str) -> Result<JsonSource, String> {
         .map_err(|e| format!("not valid JSON ({e}); use @FILE to read a file"))
 }
 
-/// `500ms`, `30s`, `2m`, or a bare number of seconds (fractions allowed).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (s, 1.0)
-    };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("expected a duration like 500ms, 30s or 2m, got {s:?}"))?;
-    Duration::try_from_secs_f64(n * scale).map_err(|_| format!("{s:?} is not a valid duration"))
-}
+/// `500ms`, `30s`, `2m`, `1h`, or a bare number of seconds (fractions
+/// allowed): the node's duration syntax.
+pub use oprc_server::parse_duration;
 
 fn parse_idempotency_key(s: &str) -> Result<String, String> {
     if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic()) {
