@@ -71,7 +71,7 @@ impl Catalog {
         }
         let mut docs = self.0.documents.clone();
         docs.insert(name.clone(), Arc::new(doc.clone()));
-        let (resolution, mut report) = resolve::resolve(&docs);
+        let (resolution, mut report) = resolve::resolve(&docs, Some(&name));
         let mut own = report.remove(&name).unwrap_or_default();
         let Some(resolution) = resolution else {
             // Problems located in other packages that this change causes.
@@ -168,7 +168,7 @@ impl Catalog {
             }
         }
         loop {
-            let (resolution, report) = resolve::resolve(&all);
+            let (resolution, report) = resolve::resolve(&all, None);
             if let Some(resolution) = resolution {
                 return (Self::from_parts(all, resolution), failures);
             }
@@ -193,7 +193,7 @@ impl Catalog {
     }
 
     fn build(docs: BTreeMap<String, Arc<Document>>) -> Result<Catalog, Error> {
-        let (resolution, report) = resolve::resolve(&docs);
+        let (resolution, report) = resolve::resolve(&docs, None);
         match resolution {
             Some(resolution) => Ok(Self::from_parts(docs, resolution)),
             None => Err(Error::Invalid(
@@ -308,5 +308,7 @@ impl Catalog {
     }
 }
 
+#[cfg(test)]
+mod macro_tests;
 #[cfg(test)]
 mod tests;

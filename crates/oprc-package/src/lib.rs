@@ -24,7 +24,9 @@
 //! A source that expands through YAML aliases to more than a million
 //! values, or nests lists and mappings more than 64 deep (aliases
 //! included), is refused before it is built, with the position where it
-//! goes over.
+//! goes over. Problems in a macro's dataflow are located at the node they
+//! are about (`functions[0].macro.steps[1].target`,
+//! `functions[0].macro.steps[0].args.x`, ...).
 //!
 //! # References
 //! Keys are `<package>.<name>`. A package name never contains `.`; class
@@ -57,9 +59,33 @@
 //!   would break another package is refused, and load order does not
 //!   matter ([`Catalog::load`], or [`Catalog::load_partial`] to start with
 //!   whatever still resolves).
+//!
+//! # Macros
+//! A MACRO function's `macro` is checked by the parser ([`dataflow`]):
+//! step names (`as`, or `_0`, `_1`, ... by position) are unique, targets
+//! are `@` (the main object; `$`, the original's spelling, with a
+//! warning), `@.REF` (an object the main object refers to) or an earlier
+//! step, `${SRC|KIND|PATH}` substitutions in `args` and `bodyTemplate`
+//! parse and name `@` or earlier steps (cycles are spelled out), `output`
+//! names a step. The resolved function carries the planned steps
+//! ([`ResolvedFunction::dataflow`]).
+//!
+//! When the catalog is resolved, each class with a macro binding (declared
+//! or inherited) is checked against the macro: for every step whose target
+//! class is known (`@` is the class, `@.REF` its reference's class, an
+//! earlier step's object its binding's output class, or with none the
+//! class it was called on) that class must have the binding the step
+//! calls, and the macro must be allowed to call it: it acts as the class
+//! that declared the macro binding, so an INTERNAL binding is reachable
+//! only from the package of the class that declared it, a PRIVATE one only
+//! from that class. A problem is reported in the package being applied: at
+//! the step when the macro is its own, else at the class's binding (or the
+//! class, for an inherited binding); a change to one package that breaks
+//! another's macro is refused like any other breakage.
 
 mod catalog;
 mod check;
+pub mod dataflow;
 mod diagnostic;
 mod duration;
 mod error;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use oprc_core::{ClassKey, FunctionKey};
 use serde::{Deserialize, Serialize};
 
+use crate::dataflow::Dag;
 use crate::model::{
     Access, ClassConfig, FunctionConfig, FunctionType, KeyAccess, MacroSpec, Provision,
 };
@@ -127,6 +128,10 @@ pub struct ResolvedFunction {
     /// [`Self::fingerprint`], computed once when the function is resolved.
     #[serde(skip)]
     pub(crate) revision: u64,
+    /// The planned steps of a MACRO function, built once when the function
+    /// is resolved (see [`Self::dataflow`]).
+    #[serde(skip)]
+    pub(crate) dataflow: Option<Arc<Dag>>,
 }
 
 impl ResolvedFunction {
@@ -134,6 +139,14 @@ impl ResolvedFunction {
     /// computed when the catalog was built (free to read on every call).
     pub fn revision(&self) -> u64 {
         self.revision
+    }
+
+    /// The planned steps of a MACRO function whose `macro` checks (always,
+    /// in a catalog: a package with a bad macro is refused); `None` for
+    /// other functions. Built once when the catalog is built; not part of
+    /// the serialized form, so `None` on a deserialized value.
+    pub fn dataflow(&self) -> Option<&Arc<Dag>> {
+        self.dataflow.as_ref()
     }
 
     /// How long one call may take (`config.timeout`, 30 s by default).

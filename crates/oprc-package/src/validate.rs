@@ -1,10 +1,14 @@
 //! Package-local rules, checked once the document has the model's shape:
-//! name syntax, duplicates, reference syntax, engine settings.
+//! name syntax, duplicates, reference syntax, engine settings, macro
+//! dataflows.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::dataflow::Dag;
 use crate::diagnostic::Diagnostic;
-use crate::model::{Binding, Class, Command, Function, FunctionType, Package, Provision};
+use crate::model::{
+    Binding, Class, Command, Function, FunctionType, MacroSpec, Package, Provision,
+};
 use crate::parse::Locator;
 use crate::refs::{self, BUILTIN, Kind};
 
@@ -205,6 +209,11 @@ impl Rules<'_> {
                 ),
             _ => {}
         }
+        if function.kind == FunctionType::Macro
+            && let Some(spec) = &function.macro_spec
+        {
+            self.macro_spec(&format!("{path}.macro"), spec);
+        }
         let config = &function.config;
         if let Some(url) = &config.static_url {
             self.url(&format!("{path}.config.staticUrl"), url);
@@ -231,6 +240,29 @@ impl Rules<'_> {
                 ),
             ),
             _ => {}
+        }
+    }
+
+    /// The dataflow of a MACRO function: names, targets, references,
+    /// templates ([`Dag::build`]), each problem at its own position.
+    fn macro_spec(&mut self, path: &str, spec: &MacroSpec) {
+        for (i, step) in spec.steps.iter().enumerate() {
+            if step.target.as_deref() == Some("$") {
+                self.warning(
+                    &format!("{path}.steps[{i}].target"),
+                    "`$` is the original's name for `@` (the macro's main object); read as `@`",
+                );
+            }
+        }
+        if let Err(problems) = Dag::build(spec) {
+            for p in problems {
+                let at = match p.path.as_str() {
+                    "" => path.to_owned(),
+                    rest if rest.starts_with('[') => format!("{path}{rest}"),
+                    rest => format!("{path}.{rest}"),
+                };
+                self.error(&at, p.message);
+            }
         }
     }
 

@@ -253,7 +253,7 @@ fn references_to_unlisted_packages_warn() {
 fn listings_are_sorted_by_key() {
     let catalog = apply(
         &Catalog::new(),
-        "name: z\nclasses: [{name: b}, {name: a}]\nfunctions: [{name: f, type: MACRO, macro: {}}]",
+        "name: z\nclasses: [{name: b}, {name: a}]\nfunctions: [{name: f, type: MACRO, macro: {steps: [{function: get}]}}]",
     );
     let keys: Vec<&str> = catalog.classes().map(|c| c.key.as_str()).collect();
     assert_eq!(keys, ["builtin.base", "z.a", "z.b"]);

@@ -247,8 +247,12 @@ pub struct DeploymentProvision {
     pub pull_policy: Option<String>,
 }
 
-/// The dataflow of a MACRO function. Kept as written here; the dataflow
-/// engine validates steps and references.
+/// The dataflow of a MACRO function: steps over objects, run in
+/// dependency order (independent ones in parallel). Values in `args` and
+/// `bodyTemplate` may hold `${SRC|KIND|PATH}` substitutions: SRC `@` (the
+/// macro call) or a step's name, KIND `args`, `body` or `output`, PATH a
+/// JSONPath (`$.data.x`); `$${` is a literal `${`. Checked when the
+/// package is applied.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(
@@ -258,10 +262,11 @@ pub struct DeploymentProvision {
 pub struct MacroSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<MacroStep>,
-    /// The step (its `as` name) whose object is the macro's output.
+    /// The step (its name: `as`, or `_INDEX`) whose object is the macro's
+    /// output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
-    /// Template of the macro's response body.
+    /// Template of the macro's response body; may use `@` and any step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_template: Option<serde_json::Value>,
 }
@@ -271,16 +276,25 @@ pub struct MacroSpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-compat" = ["targetCls", "mappings", "argRefs", "inputRefs"]))]
 pub struct MacroStep {
-    /// Binding name to call on the target.
+    /// Binding name to call on the target (a binding of the target's
+    /// class, which the macro may call).
     pub function: String,
-    /// `@` for the macro's main object, or an earlier step's `as` name.
+    /// `@` (the default) for the macro's main object, `@.REF` for the
+    /// object it refers to as `REF`, or an earlier step's `as` name for
+    /// that step's output object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
-    /// Name of this step's output object.
+    /// Name of this step (and of its output object): a letter, then up to
+    /// 63 letters, digits, `_` and `-`; unique in the macro. Without it the
+    /// step is `_INDEX` (`_0` for the first).
     #[serde(rename = "as", default, skip_serializing_if = "Option::is_none")]
     pub as_name: Option<String>,
+    /// Arguments of the call; values may hold substitutions (rendered as
+    /// text).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub args: BTreeMap<String, String>,
+    /// Body of the call; its strings may hold substitutions (one that is
+    /// the whole string keeps its JSON type).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_template: Option<serde_json::Value>,
 }

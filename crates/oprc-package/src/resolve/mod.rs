@@ -7,14 +7,16 @@
 //! applied in does not matter.
 
 mod inherit;
+mod macros;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use oprc_core::{ClassKey, FunctionKey};
 
+use crate::dataflow::Dag;
 use crate::diagnostic::Diagnostic;
-use crate::model::{Class, Package};
+use crate::model::{Class, FunctionType, Package};
 use crate::parse::Document;
 use crate::refs::{self, BUILTIN, Kind};
 use crate::resolved::{
@@ -40,11 +42,19 @@ pub(crate) struct Resolution {
 /// Diagnostics (errors and warnings) by the package they are located in.
 pub(crate) type Report = BTreeMap<String, Vec<Diagnostic>>;
 
-pub(crate) fn resolve(docs: &BTreeMap<String, Arc<Document>>) -> (Option<Resolution>, Report) {
+/// Resolves `docs` together. `focus` is the package being applied, if
+/// any: a problem that involves it and others (a macro of one package bound
+/// by a class of another) is reported in it, where its author can fix it.
+pub(crate) fn resolve(
+    docs: &BTreeMap<String, Arc<Document>>,
+    focus: Option<&str>,
+) -> (Option<Resolution>, Report) {
     let mut r = Resolver {
         docs,
+        focus,
         classes: BTreeMap::new(),
         functions: BTreeMap::new(),
+        incomplete: BTreeSet::new(),
         report: Report::new(),
     };
     r.declare();
@@ -52,6 +62,7 @@ pub(crate) fn resolve(docs: &BTreeMap<String, Arc<Document>>) -> (Option<Resolut
     let own = r.classes_own(&functions);
     let order = r.inheritance_order(&own);
     let classes = inherit::merge(&own, &order);
+    r.check_macros(&classes, &functions);
     let failed = r.report.values().flatten().any(Diagnostic::is_error);
     let resolution = (!failed).then(|| assemble(docs, classes, functions));
     (resolution, r.report)
@@ -59,9 +70,14 @@ pub(crate) fn resolve(docs: &BTreeMap<String, Arc<Document>>) -> (Option<Resolut
 
 struct Resolver<'a> {
     docs: &'a BTreeMap<String, Arc<Document>>,
+    focus: Option<&'a str>,
     /// Declared classes and functions: key → (package, index in its list).
     classes: BTreeMap<String, (&'a str, usize)>,
     functions: BTreeMap<String, (&'a str, usize)>,
+    /// Classes with a binding, reference or output class that did not
+    /// resolve (already reported): checks that need their members skip
+    /// them, so one mistake is not reported again as others.
+    incomplete: BTreeSet<ClassKey>,
     report: Report,
 }
 
@@ -208,6 +224,11 @@ impl<'a> Resolver<'a> {
                 config: f.config.clone(),
                 macro_spec: f.macro_spec.clone(),
                 revision: 0,
+                // Checked by the parser: a document with a bad macro is refused.
+                dataflow: match (f.kind, &f.macro_spec) {
+                    (FunctionType::Macro, Some(spec)) => Dag::build(spec).ok().map(Arc::new),
+                    _ => None,
+                },
             };
             resolved.revision = resolved.fingerprint();
             out.insert(key, Arc::new(resolved));
@@ -244,8 +265,11 @@ impl<'a> Resolver<'a> {
             };
             for (j, raw) in class.parents.iter().enumerate() {
                 let found = self.lookup(Kind::Class, pkg, &format!("{path}.parents[{j}]"), raw);
-                if let Some(parent) = found.and_then(|k| ClassKey::new(k).ok()) {
-                    own.parents.push((parent, j));
+                match found.and_then(|k| ClassKey::new(k).ok()) {
+                    Some(parent) => own.parents.push((parent, j)),
+                    None => {
+                        self.incomplete.insert(own.key.clone());
+                    }
                 }
             }
             for key in &class.state_spec.key_specs {
@@ -263,7 +287,11 @@ impl<'a> Resolver<'a> {
                     &format!("{path}.refSpec[{j}].cls"),
                     &r.cls,
                 );
-                if let Some(cls) = found.and_then(|k| ClassKey::new(k).ok()) {
+                let found = found.and_then(|k| ClassKey::new(k).ok());
+                if found.is_none() {
+                    self.incomplete.insert(own.key.clone());
+                }
+                if let Some(cls) = found {
                     let spec = ResolvedRefSpec {
                         name: r.name.clone(),
                         cls,
@@ -280,14 +308,21 @@ impl<'a> Resolver<'a> {
                     .and_then(|k| FunctionKey::new(k).ok())
                     .and_then(|k| functions.get(&k))
                 else {
+                    self.incomplete.insert(own.key.clone());
                     continue;
                 };
                 let output_cls = match &b.output_cls {
                     None => function.output_cls.clone(),
                     Some(raw) if refs::is_no_class(raw) => None,
-                    Some(raw) => self
-                        .lookup(Kind::Class, pkg, &format!("{p}.outputCls"), raw)
-                        .and_then(|k| ClassKey::new(k).ok()),
+                    Some(raw) => {
+                        let found = self
+                            .lookup(Kind::Class, pkg, &format!("{p}.outputCls"), raw)
+                            .and_then(|k| ClassKey::new(k).ok());
+                        if found.is_none() {
+                            self.incomplete.insert(own.key.clone());
+                        }
+                        found
+                    }
                 };
                 let name = crate::validate::binding_name(b).to_owned();
                 let binding = ResolvedBinding {

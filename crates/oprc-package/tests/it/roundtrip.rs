@@ -251,32 +251,59 @@ fn provision() -> impl Strategy<Value = Provision> {
     ]
 }
 
+/// Text without substitutions (`${`), which would have to name steps.
+fn plain(v: &Value) -> bool {
+    match v {
+        Value::String(s) => !s.contains("${"),
+        Value::Array(items) => items.iter().all(plain),
+        Value::Object(entries) => entries.values().all(plain),
+        _ => true,
+    }
+}
+
+/// A valid macro: unique names, targets and output naming earlier steps.
 fn macro_spec() -> impl Strategy<Value = MacroSpec> {
     let step = (
         ident(),
-        proptest::option::of(prop_oneof![Just("@".to_owned()), ident()]),
+        any::<prop::sample::Index>(),
         proptest::option::of(ident()),
-        string_map(),
-        proptest::option::of(template()),
-    )
-        .prop_map(
-            |(function, target, as_name, args, body_template)| MacroStep {
-                function,
-                target,
-                as_name,
-                args,
-                body_template,
-            },
-        );
+        string_map().prop_filter("no substitutions", |m| {
+            m.values().all(|v| !v.contains("${"))
+        }),
+        proptest::option::of(template().prop_filter("no substitutions", plain)),
+    );
     (
-        vec(step, 0..3),
-        proptest::option::of(ident()),
-        proptest::option::of(template()),
+        vec(step, 1..4),
+        proptest::option::of(any::<prop::sample::Index>()),
+        proptest::option::of(template().prop_filter("no substitutions", plain)),
     )
-        .prop_map(|(steps, output, body_template)| MacroSpec {
-            steps,
-            output,
-            body_template,
+        .prop_map(|(raw, output, body_template)| {
+            let mut names: Vec<String> = Vec::new();
+            let mut steps = Vec::new();
+            for (k, (function, target, as_name, args, body_template)) in raw.into_iter().enumerate()
+            {
+                let as_name = as_name.filter(|n| !names.contains(n));
+                // None, `@`, or an earlier step's name.
+                let target = match target.index(k + 2) {
+                    0 => None,
+                    1 => Some("@".to_owned()),
+                    j => Some(names[j - 2].clone()),
+                };
+                names.push(as_name.clone().unwrap_or_else(|| format!("_{k}")));
+                steps.push(MacroStep {
+                    function,
+                    target,
+                    as_name,
+                    args,
+                    body_template,
+                });
+            }
+            let output = output.map(|o| o.get(&names).clone());
+            MacroSpec {
+                steps,
+                output,
+                body_template,
+            }
         })
 }
 

@@ -1,0 +1,3 @@
+mod dag;
+mod progress;
+mod template;
