@@ -245,6 +245,8 @@ impl Env {
             main_keys: Default::default(),
             alloc_main_url: None,
             alloc_output_url: None,
+            call_url: None,
+            call_token: None,
         };
         Ok(Self {
             node,

@@ -88,6 +88,42 @@ pub struct InvocationRequest {
     /// Who called (external when absent).
     #[serde(default, skip_serializing_if = "Caller::is_external")]
     pub caller: Caller,
+    /// The chain of calls this one was made from (a function calling
+    /// through the node, or a macro step); absent for a client's call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<Chain>,
+}
+
+/// An object named across classes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ObjectRef {
+    pub cls: ClassKey,
+    pub oid: ObjectId,
+}
+
+/// The calls a call was made from. A call that would wait on an object
+/// the chain holds is refused (re-entrancy), and chains are bounded in
+/// length, so calls between objects can neither deadlock on their own
+/// inboxes nor recurse forever.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Chain {
+    /// The invocation id of the client's call the chain started from.
+    pub id: InvocationId,
+    /// Objects whose inbox a call of the chain holds while it waits for
+    /// this one (main objects of mutating sync calls up the chain).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<ObjectRef>,
+    /// Calls between the chain's first call and this one.
+    #[serde(default)]
+    pub depth: u32,
+}
+
+impl Chain {
+    /// Whether a call of the chain holds `cls`/`oid`.
+    pub fn holds(&self, cls: &ClassKey, oid: &ObjectId) -> bool {
+        self.held.iter().any(|r| &r.cls == cls && &r.oid == oid)
+    }
 }
 
 impl InvocationRequest {
@@ -106,6 +142,7 @@ impl InvocationRequest {
             accepted_at: None,
             traceparent: None,
             caller: Caller::External,
+            chain: None,
         }
     }
 
@@ -156,8 +193,35 @@ pub struct InvocationResponse {
     pub body: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<InvocationError>,
+    /// A macro's output object ids, by step name (given up front).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub macro_ids: Option<BTreeMap<String, ObjectId>>,
+    /// A macro's steps, in declaration order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<StepReport>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<InvocationStats>,
+}
+
+/// Where one step of a macro stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepReport {
+    /// The step's `as` name (`_N` for the N-th step without one).
+    pub name: String,
+    /// QUEUE (waiting for its inputs), DOING, SUCCEEDED, FAILED or
+    /// DEPENDENCY_FAILED.
+    pub status: InvocationStatus,
+    /// The step's own invocation id (derived from the macro's).
+    pub inv_id: InvocationId,
+    /// The object it runs on, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<ObjectRef>,
+    /// Its output object's id, when its binding has an output class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<ObjectId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<InvocationError>,
 }
 
 impl InvocationResponse {
@@ -170,6 +234,8 @@ impl InvocationResponse {
             output: None,
             body: None,
             error: None,
+            macro_ids: None,
+            steps: None,
             stats: None,
         }
     }

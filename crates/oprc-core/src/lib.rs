@@ -13,8 +13,8 @@ mod task;
 
 pub use id::{ClassKey, FunctionKey, IdError, InvocationId, ObjectId, PartitionId};
 pub use invocation::{
-    Caller, InvocationError, InvocationRecord, InvocationRequest, InvocationResponse,
-    InvocationStats, InvocationStatus,
+    Caller, Chain, InvocationError, InvocationRecord, InvocationRequest, InvocationResponse,
+    InvocationStats, InvocationStatus, ObjectRef, StepReport,
 };
 pub use object::{ObjectMeta, ObjectRecord};
 pub use task::{Completion, CompletionError, ObjectUpdate, Task};

@@ -51,6 +51,14 @@ pub struct Task {
     /// The same for the output object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alloc_output_url: Option<String>,
+    /// The node's API base (`http://host:port`): the function calls other
+    /// objects at `{callUrl}/api/classes/...` with `callToken`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_url: Option<String>,
+    /// A bearer token scoped to this task: it grants calls of functions, as
+    /// the task's class, and expires with the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_token: Option<String>,
 }
 
 /// A change a function reports for one object. `{}` means no change.
@@ -502,6 +510,8 @@ mod tests {
             output_keys: BTreeMap::new(),
             alloc_main_url: None,
             alloc_output_url: None,
+            call_url: None,
+            call_token: None,
         };
         let v = serde_json::to_value(&t).unwrap();
         assert!(v.get("main").is_none());

@@ -24,6 +24,10 @@ pub enum Code {
     NotFound,
     MethodNotAllowed,
     Conflict,
+    /// A call would wait on an object its own call chain holds.
+    Reentrant,
+    /// A chain of calls between objects went too deep.
+    ChainTooDeep,
     PayloadTooLarge,
     UnsupportedMediaType,
     Misdirected,
@@ -42,7 +46,8 @@ impl Code {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict => StatusCode::CONFLICT,
+            Self::Conflict | Self::Reentrant => StatusCode::CONFLICT,
+            Self::ChainTooDeep => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Misdirected => StatusCode::MISDIRECTED_REQUEST,
@@ -63,6 +68,8 @@ impl Code {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict => "conflict",
+            Self::Reentrant => "reentrant_call",
+            Self::ChainTooDeep => "call_chain_too_deep",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Misdirected => "misdirected",
@@ -177,6 +184,9 @@ impl From<oprc_invoker::Error> for ApiError {
                 return Self::new(Code::TooManyRequests, e.to_string()).retry_after(after);
             }
             E::Unsupported(_) => Code::Unsupported,
+            E::Reentrant { .. } => Code::Reentrant,
+            E::ChainTooDeep { .. } => Code::ChainTooDeep,
+            E::BadCallToken(_) => Code::Unauthorized,
             E::ShuttingDown => {
                 return Self::new(Code::Unavailable, "the node is shutting down; retry later")
                     .retry_after(RETRY_LATER);

@@ -5,16 +5,17 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use oprc_core::{
-    ClassKey, InvocationId, InvocationRequest, InvocationResponse, InvocationStatus, ObjectId,
+    Caller, ClassKey, InvocationId, InvocationRequest, InvocationResponse, InvocationStatus,
+    ObjectId,
 };
-use oprc_invoker::codes;
+use oprc_invoker::{Grant, codes};
 
 use crate::AppState;
 use crate::body::json_body;
@@ -90,6 +91,12 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
                     "Idempotency-Key must be 1 to 255 characters",
                 ));
             }
+            if v.starts_with(oprc_invoker::STEP_KEY_PREFIX) {
+                return Err(ApiError::bad_request(format!(
+                    "Idempotency-Key must not start with {:?}: the node keys macro steps so",
+                    oprc_invoker::STEP_KEY_PREFIX
+                )));
+            }
             Ok(Some(v.to_owned()))
         }
     }
@@ -116,7 +123,10 @@ pub(crate) fn status_of(resp: &InvocationResponse) -> StatusCode {
         InvocationStatus::Queue | InvocationStatus::Doing => StatusCode::ACCEPTED,
         InvocationStatus::Failed | InvocationStatus::DependencyFailed => {
             match resp.error.as_ref().map(|e| e.code.as_str()) {
-                Some(codes::FUNCTION_FAILED) => StatusCode::UNPROCESSABLE_ENTITY,
+                Some(codes::FUNCTION_FAILED | codes::STEP_FAILED | codes::TEMPLATE) => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                Some(codes::REENTRANT) => StatusCode::CONFLICT,
                 Some(codes::FUNCTION_TIMEOUT) => StatusCode::GATEWAY_TIMEOUT,
                 Some(codes::BAD_COMPLETION | codes::FUNCTION_UNREACHABLE) => {
                     StatusCode::BAD_GATEWAY
@@ -165,15 +175,22 @@ fn answer(mut resp: InvocationResponse, fb: &str, flags: &Flags) -> Response {
     respond(resp)
 }
 
+/// What a call names in its path.
+struct Callee<'a> {
+    cls: &'a str,
+    oid: Option<&'a str>,
+    fb: String,
+}
+
 async fn call(
     state: &AppState,
-    cls: &str,
-    oid: Option<&str>,
-    fb: String,
+    callee: Callee<'_>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    grant: Option<Grant>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let Callee { cls, oid, fb } = callee;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let (flags, args) = split_query(query)?;
     let mut req = InvocationRequest::new(class_key(cls)?, oid.map(object_id).transpose()?, fb);
@@ -181,6 +198,11 @@ async fn call(
     req.body = json_body(headers, body)?;
     req.idempotency_key = idempotency_key(headers)?;
     req.traceparent = traceparent(headers);
+    if let Some(grant) = grant {
+        // A function calling through the node, as its class.
+        req.caller = Caller::Function { cls: grant.cls };
+        req.chain = Some(grant.chain);
+    }
     let fb = req.fb.clone();
     let resp = if flags.run_async {
         state.invoker.submit(req).await?
@@ -209,10 +231,17 @@ pub(crate) async fn invoke_class_get(
     State(state): State<Arc<AppState>>,
     Path((cls, fb)): Path<(String, String)>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    grant: Option<Extension<Grant>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    call(&state, &cls, None, fb, query, &headers, body).await
+    let grant = grant.map(|Extension(g)| g);
+    let callee = Callee {
+        cls: &cls,
+        oid: None,
+        fb,
+    };
+    call(&state, callee, query, grant, &headers, body).await
 }
 
 /// A class-level call (`new`, `noMain` bindings) with a body.
@@ -233,10 +262,11 @@ pub(crate) async fn invoke_class_post(
     state: State<Arc<AppState>>,
     path: Path<(String, String)>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    grant: Option<Extension<Grant>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    invoke_class_get(state, path, query, headers, body).await
+    invoke_class_get(state, path, query, grant, headers, body).await
 }
 
 /// A call on an object.
@@ -255,10 +285,17 @@ pub(crate) async fn invoke_object_get(
     State(state): State<Arc<AppState>>,
     Path((cls, oid, fb)): Path<(String, String, String)>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    grant: Option<Extension<Grant>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    call(&state, &cls, Some(oid.as_str()), fb, query, &headers, body).await
+    let grant = grant.map(|Extension(g)| g);
+    let callee = Callee {
+        cls: &cls,
+        oid: Some(&oid),
+        fb,
+    };
+    call(&state, callee, query, grant, &headers, body).await
 }
 
 /// A call on an object, with a body.
@@ -279,10 +316,11 @@ pub(crate) async fn invoke_object_post(
     state: State<Arc<AppState>>,
     path: Path<(String, String, String)>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    grant: Option<Extension<Grant>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    invoke_object_get(state, path, query, headers, body).await
+    invoke_object_get(state, path, query, grant, headers, body).await
 }
 
 /// The status and result of an invocation (async calls, and calls with an

@@ -142,12 +142,17 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// The checks every request passes before its route, in order: `Host` and
 /// cross-site (`guard`), declared length and media type (`body`), tokens
 /// (`auth`). One middleware, so the common case costs one pass.
-async fn checks(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+async fn checks(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let checked = guard::check(&state, &req)
         .and_then(|()| body::check(&state, &req))
         .and_then(|()| auth::check(&state, &req));
     match checked {
-        Ok(()) => next.run(req).await,
+        Ok(grant) => {
+            if let Some(grant) = grant {
+                req.extensions_mut().insert(grant);
+            }
+            next.run(req).await
+        }
         Err(e) => e.into_response(),
     }
 }

@@ -24,6 +24,8 @@ pub(crate) struct TaskInput<'a> {
     pub output: Option<&'a ObjectRecord>,
     pub now_ms: i64,
     pub urls: TaskUrls,
+    /// `callUrl` and `callToken`, when tasks may call other objects.
+    pub call: Option<(String, String)>,
 }
 
 /// Arguments of a call: the binding's `defaultArgs` overlaid by the call's.
@@ -53,6 +55,8 @@ pub(crate) fn build_task(input: TaskInput<'_>) -> Task {
         output_keys: input.urls.output_put,
         alloc_main_url: input.urls.alloc_main,
         alloc_output_url: input.urls.alloc_output,
+        call_url: input.call.as_ref().map(|(url, _)| url.clone()),
+        call_token: input.call.map(|(_, token)| token),
     }
 }
 

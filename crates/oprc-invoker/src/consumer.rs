@@ -25,13 +25,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::answer;
 use crate::context::Shared;
-use crate::dispatch;
 use crate::error::codes;
+use crate::handle::Handle;
 use crate::inbox::Pushed;
 use crate::plan;
 use crate::retry::backoff;
 use crate::types::now_ms;
 use crate::types::{Call, CallKind, ObjectKey};
+use crate::{dispatch, flow_run};
 
 /// Offsets dispatched but not done, to know up to where the log is
 /// applied.
@@ -230,6 +231,22 @@ fn dispatch(
         Ok(plan) => plan,
         Err(e) => return record_failure(shared, req, e.code(), e.to_string(), done),
     };
+    if plan.dag().is_some() {
+        // A macro holds no inbox: its orchestrator runs on its own, and the
+        // entry is done once its terminal record is stored.
+        let h = Handle {
+            shared: shared.clone(),
+        };
+        let kind = CallKind::Async { partition, offset };
+        shared.tracker.spawn(async move {
+            let _doing = h.shared.doing(&req.inv_id);
+            match flow_run::run(&h, req, plan, kind).await {
+                Ok(_) => done.finish(),
+                Err(e) => tracing::debug!(offset, error = %e, "async macro left for a replay"),
+            }
+        });
+        return;
+    }
     let (tx, rx) = oneshot::channel();
     let que_ts = req.accepted_at.unwrap_or_else(now_ms);
     let call = Call {

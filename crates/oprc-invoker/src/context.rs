@@ -1,11 +1,11 @@
 //! What the invoker's drivers share: options, the catalog, the ports,
 //! inboxes, caches and bookkeeping of running calls.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use oprc_core::{ClassKey, InvocationId, ObjectId, ObjectRecord};
+use oprc_core::{ClassKey, InvocationId, ObjectId, ObjectRecord, StepReport};
 use oprc_package::Catalog;
 use oprc_store::{InvocationLog, StateStore};
 use parking_lot::Mutex;
@@ -32,6 +32,9 @@ pub(crate) struct Shared {
     pub engine: Arc<dyn FunctionEngine>,
     pub router: Arc<dyn Router>,
     pub files: crate::Files,
+    pub calls: Option<crate::Calls>,
+    /// Steps of the macro calls running now, for lookups of async ones.
+    pub macros: Mutex<HashMap<InvocationId, Vec<StepReport>>>,
     pub inboxes: Inboxes<Call>,
     pub cache: ObjectCache,
     pub keys: Arc<Keys>,

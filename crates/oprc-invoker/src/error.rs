@@ -38,6 +38,14 @@ pub mod codes {
     pub const INTERNAL: &str = "internal";
     /// An async call whose log entry cannot be decoded.
     pub const UNREADABLE: &str = "unreadable_entry";
+    /// A macro step failed (the message names it and its reason).
+    pub const STEP_FAILED: &str = "step_failed";
+    /// A macro step whose input could not be rendered from earlier data.
+    pub const TEMPLATE: &str = "template_failed";
+    /// A call would wait on an object its own call chain holds.
+    pub const REENTRANT: &str = "reentrant_call";
+    /// A call chain went deeper than the node allows.
+    pub const CHAIN_TOO_DEEP: &str = "call_chain_too_deep";
 }
 
 /// Why the invoker refused a call.
@@ -87,6 +95,25 @@ pub enum Error {
          (past the retention); use a new key"
     )]
     KeyExpired(String),
+    /// A sync call would wait on an object its own call chain holds (the
+    /// chain's caller waits for this call, so this call would wait forever).
+    #[error(
+        "`{fb}` would wait on object `{oid}` of class `{cls}`, which this call's own chain \
+         holds (a function or macro waiting for this call is running on it); calls are not \
+         re-entrant: call a read-only function, make the call async, or return the change \
+         from the calling function"
+    )]
+    Reentrant {
+        cls: String,
+        oid: String,
+        fb: String,
+    },
+    /// A chain of calls from functions and macros went too deep.
+    #[error("this call is {depth} calls deep from the client's call; the limit is {limit}")]
+    ChainTooDeep { depth: u32, limit: u32 },
+    /// A function's call token is not valid.
+    #[error("{0}")]
+    BadCallToken(String),
     /// Too much is queued; retry after a while.
     #[error("{what} is full; retry in {} s", retry_after.as_secs().max(1))]
     Overloaded {
@@ -126,6 +153,9 @@ impl Error {
                 codes::INVALID_ARGUMENT
             }
             Self::Unsupported(_) => codes::UNSUPPORTED,
+            Self::Reentrant { .. } => codes::REENTRANT,
+            Self::ChainTooDeep { .. } => codes::CHAIN_TOO_DEEP,
+            Self::BadCallToken(_) => codes::FORBIDDEN,
             Self::Overloaded { .. } | Self::ShuttingDown => codes::STORAGE,
             Self::Storage(e) => match e.kind {
                 K::Conflict => codes::CONFLICT,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use oprc_core::{Completion, InvocationRequest, ObjectId, ObjectRecord};
+use oprc_core::{Completion, InvocationRequest, ObjectId, ObjectRecord, ObjectRef};
 
 use crate::Error;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use oprc_package::ResolvedClass;
 
 use crate::apply::{self, Classes, Outcome, TaskInput};
 use crate::builtin::{self, Builtin};
+use crate::calls::{self, Grant};
 use crate::context::Shared;
 use crate::error::codes;
 use crate::file_calls::{self, FileCall};
@@ -31,6 +32,10 @@ const REPLANS: u64 = 20;
 /// ~0.5 ms).
 const INLINE_DECODE_BYTES: usize = 64 * 1024;
 
+/// How long a task's call token outlives the task's timeout (clock steps
+/// between the node and the function's answer).
+const TOKEN_GRACE_MS: i64 = 1_000;
+
 /// Runs the call. `main` is the main object's state (`None` for
 /// class-level calls). A task whose function was redeployed since `plan`
 /// was made is planned again on the current catalog (nothing was sent), so
@@ -44,8 +49,10 @@ pub(crate) async fn run(
     main: Option<&ObjectRecord>,
     in_inbox: bool,
 ) -> Result<Step, Refusal> {
-    if let Action::Builtin(b) = plan.action {
-        return Ok(run_builtin(shared, b, plan, req, main).await);
+    match plan.action {
+        Action::Builtin(b) => return Ok(run_builtin(shared, b, plan, req, main).await),
+        Action::Macro(_) => return Err(Refusal::Now(became_macro())),
+        Action::Task { .. } => {}
     }
     match run_task(shared, plan, req, main).await {
         Ok(step) => return Ok(step),
@@ -60,8 +67,10 @@ pub(crate) async fn run(
         if again.mutating && !in_inbox {
             return Err(Refusal::Mutating(Box::new(again)));
         }
-        if let Action::Builtin(b) = again.action {
-            return Ok(run_builtin(shared, b, &again, req, main).await);
+        match again.action {
+            Action::Builtin(b) => return Ok(run_builtin(shared, b, &again, req, main).await),
+            Action::Macro(_) => return Err(Refusal::Now(became_macro())),
+            Action::Task { .. } => {}
         }
         match run_task(shared, &again, req, main).await {
             Ok(step) => return Ok(step),
@@ -75,6 +84,14 @@ pub(crate) async fn run(
         codes::FUNCTION_UNREACHABLE,
         "the function is being redeployed; retry",
     )))
+}
+
+/// A package update turned the binding into a macro after the call was
+/// accepted as a task: it was not run.
+fn became_macro() -> Error {
+    Error::BadRequest(
+        "the binding became a macro function after this call was accepted; call it again".into(),
+    )
 }
 
 async fn run_builtin(
@@ -280,6 +297,23 @@ async fn run_task(
         version: req.inv_id.as_str(),
     });
     let offload_ts = now_ms();
+    let call = shared.calls.as_ref().map(|calls| {
+        // The task's main object is held while it runs if the call mutates
+        // it: the task's own calls must not wait on it.
+        let holds = main.filter(|_| plan.mutating).map(|m| ObjectRef {
+            cls: m.meta.cls.clone(),
+            oid: m.meta.id.clone(),
+        });
+        let grant = Grant {
+            inv: req.inv_id.clone(),
+            cls: plan.acting_class().clone(),
+            chain: calls::chain_below(req, holds),
+            exp: offload_ts
+                .saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX))
+                .saturating_add(TOKEN_GRACE_MS),
+        };
+        (calls.url.clone(), calls.issue(&grant))
+    });
     let task = apply::build_task(TaskInput {
         inv_id: req.inv_id.as_str(),
         binding: plan.binding(),
@@ -289,6 +323,7 @@ async fn run_task(
         output: output.as_ref(),
         now_ms: offload_ts,
         urls,
+        call,
     });
     let bytes = match encode(task, main).await {
         Ok(b) => b,

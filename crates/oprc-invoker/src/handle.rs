@@ -14,13 +14,14 @@ use oprc_store::{ObjectPage, Write, WriteBatch};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use crate::Error;
+use crate::calls::{self, Grant};
 use crate::context::Shared;
-use crate::dispatch;
 use crate::keys::{self, Claim};
 use crate::plan::{self, Plan};
 use crate::router::{Route, Target};
 use crate::step::record_of;
 use crate::types::{Call, CallKind, now_ms};
+use crate::{dispatch, flow, flow_run};
 
 /// A snapshot of what the invoker holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +65,11 @@ impl Handle {
         Box::pin(self.submit_boxed(req)).await
     }
 
-    async fn submit_boxed(&self, req: InvocationRequest) -> Result<InvocationResponse, Error> {
+    async fn submit_boxed(&self, mut req: InvocationRequest) -> Result<InvocationResponse, Error> {
+        // Nobody waits for a queued call: its chain holds nothing.
+        if let Some(chain) = &mut req.chain {
+            chain.held.clear();
+        }
         let (_plan, permit) = self.accept(&req)?;
         if let Some(oid) = &req.oid
             && self.shared.load(&req.cls, oid).await?.is_none()
@@ -110,6 +115,7 @@ impl Handle {
             Route::Local => {}
         }
         let plan = plan::plan(&shared.catalog.load(), req)?;
+        calls::check_chain(req, plan.mutating, shared.options.max_chain_depth)?;
         let permit =
             shared
                 .admission
@@ -144,6 +150,15 @@ impl Handle {
         kind: CallKind,
         permit: OwnedSemaphorePermit,
     ) -> Result<InvocationResponse, Error> {
+        if plan.dag().is_some() {
+            // Runs to its end whatever the caller does (G10).
+            return self
+                .detached(move |h: Handle| async move {
+                    let _permit = permit;
+                    flow_run::run(&h, req, plan, kind).await
+                })
+                .await;
+        }
         let (tx, rx) = oneshot::channel();
         let call = Call {
             req,
@@ -205,7 +220,7 @@ impl Handle {
         let Some(record) = state.get_invocation(&id).await? else {
             return Ok(None);
         };
-        if !record.request.same_call(req) {
+        if !keys::same_call(&record.request, req) {
             return Err(keys::reused(key, &record.request));
         }
         Ok(Some(self.with_progress(record.response)))
@@ -318,13 +333,33 @@ impl Handle {
         Ok(self.with_progress(resp))
     }
 
-    /// A queued async call that is running reads `DOING`.
+    /// A queued async call that is running reads `DOING`, and a running
+    /// macro shows its steps as they are now.
     fn with_progress(&self, mut resp: InvocationResponse) -> InvocationResponse {
         if resp.status == InvocationStatus::Queue && self.shared.doing.lock().contains(&resp.inv_id)
         {
             resp.status = InvocationStatus::Doing;
         }
+        if !resp.status.is_terminal()
+            && let Some(steps) = self.shared.macros.lock().get(&resp.inv_id)
+        {
+            resp.macro_ids = Some(flow::macro_ids(steps));
+            resp.steps = Some(steps.clone());
+        }
         resp
+    }
+
+    /// The caller a function's call token grants (the function's class,
+    /// within its call chain), or why it is refused.
+    pub fn verify_call_token(&self, token: &str) -> Result<Grant, Error> {
+        let Some(calls) = &self.shared.calls else {
+            return Err(Error::BadCallToken(
+                "this node does not accept calls from functions".into(),
+            ));
+        };
+        calls
+            .verify(token, now_ms())
+            .map_err(|e| Error::BadCallToken(e.to_string()))
     }
 
     pub async fn object(&self, cls: &ClassKey, oid: &ObjectId) -> Result<ObjectRecord, Error> {

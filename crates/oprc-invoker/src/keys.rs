@@ -64,7 +64,7 @@ impl Keys {
     pub fn claim(self: &Arc<Self>, key: &str, req: &InvocationRequest) -> Result<Claim, Error> {
         let mut running = self.running.lock();
         if let Some(r) = running.get(key) {
-            if !r.req.same_call(req) {
+            if !same_call(&r.req, req) {
                 return Err(reused(key, &r.req));
             }
             return Ok(Claim::Follow(r.answer.clone()));
@@ -88,6 +88,13 @@ impl Keys {
     pub fn len(&self) -> usize {
         self.running.lock().len()
     }
+}
+
+/// Whether `again` may take the answer of `first`, under one key: the same
+/// request, or the same invocation (a macro step run again: its inputs
+/// may render differently, but it is the same step of the same macro).
+pub(crate) fn same_call(first: &InvocationRequest, again: &InvocationRequest) -> bool {
+    first.inv_id == again.inv_id || first.same_call(again)
 }
 
 /// The refusal of a key used for `first` and now for another request.

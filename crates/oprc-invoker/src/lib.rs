@@ -9,18 +9,21 @@
 //! compare-and-swap on the revision (G2, G9); other calls run concurrently.
 //! Async calls are appended to the invocation log and applied by
 //! per-partition consumers, exactly once in effect (G5), retried through
-//! storage failures and never skipped.
+//! storage failures and never skipped. Macro calls hold no inbox: their
+//! orchestrator (`flow_run`) sends each step, as a call of its own, to its
+//! target object, every ready step at once.
 //!
 //! Layers, each depending only on those above it:
 //! - types: `types` (object key, call kind, call), `error`;
 //! - pure logic: `plan`, `apply`, `builtin`, `step` (a call's batch),
 //!   `merge`, `retry` (what a storage failure means), `pipeline` (one
-//!   object's calls as a state machine);
+//!   object's calls as a state machine), `calls` (call tokens and chains),
+//!   `flow` (a macro call's steps: targets, ids, inputs, answer);
 //! - ports: `ports` (the function engine), `router`, and the `oprc-store`
 //!   traits;
 //! - drivers: `cache`, `keys`, `inbox`, `context`, `exec`, `answer`,
-//!   `worker`, `direct`, `detach`, `dispatch`, `consumer`, `handle`,
-//!   `service`.
+//!   `worker`, `direct`, `detach`, `dispatch`, `consumer`, `flow_run`
+//!   (the macro orchestrator), `handle`, `service`.
 //!
 //! What it must not do: speak HTTP to clients (that is the ingress), know a
 //! storage or engine backend (it sees only the ports), or hold any lock
@@ -30,6 +33,7 @@ mod answer;
 mod apply;
 mod builtin;
 mod cache;
+mod calls;
 mod consumer;
 mod context;
 mod detach;
@@ -39,6 +43,8 @@ mod error;
 mod exec;
 mod file_calls;
 mod files;
+mod flow;
+mod flow_run;
 mod handle;
 mod handle_files;
 mod inbox;
@@ -57,8 +63,10 @@ mod worker;
 
 use std::time::Duration;
 
+pub use calls::{Calls, Grant, TOKEN_PREFIX, TokenError};
 pub use error::{Error, codes};
 pub use files::Files;
+pub use flow::STEP_KEY_PREFIX;
 pub use handle::{Handle, Stats};
 pub use metrics::Metrics;
 pub use ports::{CallError, FunctionEngine};
@@ -88,6 +96,9 @@ pub struct Options {
     /// Calls of waiting callers admitted at once on this node (queued or
     /// running); beyond, `429`.
     pub max_in_flight: usize,
+    /// Longest chain of calls between objects (functions calling through
+    /// the node, macro steps, nested macros) from one client call.
+    pub max_chain_depth: u32,
 }
 
 impl Default for Options {
@@ -102,6 +113,7 @@ impl Default for Options {
             object_cache_bytes: 256 * 1024 * 1024,
             max_queued_per_object: 1024,
             max_in_flight: 16_384,
+            max_chain_depth: 32,
         }
     }
 }

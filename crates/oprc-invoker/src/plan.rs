@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oprc_core::{Caller, ClassKey, InvocationRequest};
+use oprc_package::dataflow::Dag;
 use oprc_package::{Access, Catalog, FunctionType, ResolvedBinding, ResolvedClass};
 
 use crate::Error;
 use crate::builtin::Builtin;
 
 /// What a call runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum Action {
     Builtin(Builtin),
     /// `revision`: the deployment the call is planned on (the function's
@@ -21,6 +22,8 @@ pub(crate) enum Action {
         timeout: Duration,
         revision: Option<u64>,
     },
+    /// A macro: its steps, checked when the package was applied.
+    Macro(Arc<Dag>),
 }
 
 /// A checked call.
@@ -54,6 +57,23 @@ impl Plan {
         self.catalog.class_shared(cls)
     }
 
+    /// The steps of a macro call.
+    pub fn dag(&self) -> Option<&Arc<Dag>> {
+        match &self.action {
+            Action::Macro(dag) => Some(dag),
+            _ => None,
+        }
+    }
+
+    /// The class a call acts as when this binding calls others (its
+    /// function's calls, its macro's steps): the class that declared it.
+    pub fn acting_class(&self) -> &ClassKey {
+        self.binding()
+            .inherited_from
+            .as_ref()
+            .unwrap_or(&self.class.key)
+    }
+
     /// The binding being called.
     pub fn binding(&self) -> &ResolvedBinding {
         self.class
@@ -63,7 +83,11 @@ impl Plan {
     }
 }
 
-/// Whether `caller` may call `binding` of class `cls` (G7).
+/// Whether `caller` may call `binding` of class `cls` (G7). A modifier
+/// belongs to the class that declared the binding (its owner): INTERNAL
+/// opens it to classes of the owner's package, PRIVATE to the owner
+/// itself, so a class of another package does not reach them by
+/// inheriting them.
 pub(crate) fn check_access(
     cls: &ClassKey,
     binding: &ResolvedBinding,
@@ -77,10 +101,11 @@ pub(crate) fn check_access(
             why,
         })
     };
+    let owner = binding.inherited_from.as_ref().unwrap_or(cls);
     match (binding.access, caller.class()) {
         (Access::Public, _) => Ok(()),
-        (Access::Internal, Some(from)) if from.package() == cls.package() => Ok(()),
-        (Access::Private, Some(from)) if from == cls => Ok(()),
+        (Access::Internal, Some(from)) if from.package() == owner.package() => Ok(()),
+        (Access::Private, Some(from)) if from == owner => Ok(()),
         (Access::Internal, _) => {
             refuse("INTERNAL", "only functions of the same package may call it")
         }
@@ -141,10 +166,18 @@ pub(crate) fn plan(catalog: &Arc<Catalog>, req: &InvocationRequest) -> Result<Pl
             )
         }
         FunctionType::Macro => {
-            return Err(Error::Unsupported(format!(
-                "`{}` is a macro function; macros are not supported by this node yet",
-                binding.name
-            )));
+            let dag = catalog
+                .function(&binding.function)
+                .and_then(|f| f.dataflow())
+                .ok_or_else(|| {
+                    Error::Internal(format!(
+                        "macro function `{}` has no checked steps",
+                        binding.function
+                    ))
+                })?;
+            // A macro changes no object itself: its steps do, each in its
+            // target's inbox.
+            (Action::Macro(dag.clone()), binding.no_main, false)
         }
     };
     match (&req.oid, class_level) {

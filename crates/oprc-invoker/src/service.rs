@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cache::ObjectCache;
+use crate::calls::Calls;
 use crate::context::Shared;
 use crate::files::Files;
 use crate::handle::Handle;
@@ -33,6 +34,9 @@ pub struct Parts {
     pub engine: Arc<dyn FunctionEngine>,
     pub router: Arc<dyn Router>,
     pub files: Files,
+    /// Calls from functions to other objects (`callUrl`, `callToken` in
+    /// tasks); `None`: tasks get neither.
+    pub calls: Option<Calls>,
     pub metrics: Metrics,
 }
 
@@ -54,6 +58,8 @@ impl Invoker {
             engine: parts.engine,
             router: parts.router,
             files: parts.files,
+            calls: parts.calls,
+            macros: Default::default(),
             keys: Arc::default(),
             doing: Default::default(),
             tracker: TaskTracker::new(),

@@ -110,6 +110,7 @@ pub async fn run(
             engine: Arc::new(engine::Engine(engine_handle)),
             router: Arc::new(oprc_invoker::LocalRouter),
             files: files::invoker_files(&config.files, &files),
+            calls: Some(calls(&config, &listener)?),
             metrics: invoker_metrics,
         },
     );
@@ -225,6 +226,17 @@ fn public_url(config: &Config, listener: &TcpListener) -> anyhow::Result<String>
         );
     }
     Ok(format!("http://{addr}"))
+}
+
+/// How tasks call other objects: at the node's public URL, with tokens
+/// signed by a key kept in the data directory (so tokens of tasks still
+/// running when the node restarts stay valid).
+fn calls(config: &Config, listener: &TcpListener) -> anyhow::Result<oprc_invoker::Calls> {
+    let key = token::secret(&config.data_dir.join("call-token-key"), "call token key")?;
+    Ok(oprc_invoker::Calls::new(
+        public_url(config, listener)?,
+        key.into_bytes(),
+    ))
 }
 
 /// The API's options: the configured ones, the listen address (for the

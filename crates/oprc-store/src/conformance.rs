@@ -56,6 +56,7 @@ fn invocation(
             accepted_at: None,
             traceparent: None,
             caller: Default::default(),
+            chain: None,
         },
         response: InvocationResponse::status(inv_id, status),
         expires_at,

@@ -139,6 +139,7 @@ async fn upload_checks_ride_out_a_blob_store_outage() {
                 url_ttl: Duration::from_secs(60),
                 max_upload_age: Duration::from_secs(600),
             },
+            calls: None,
             metrics: Metrics::unregistered(),
         },
     );

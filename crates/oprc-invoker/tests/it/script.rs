@@ -342,6 +342,7 @@ pub(crate) fn parts(
         engine: engine.clone(),
         router: Arc::new(LocalRouter),
         files: crate::support::files(&tempfile::tempdir().expect("tempdir").keep()),
+        calls: None,
         metrics: Metrics::unregistered(),
     }
 }

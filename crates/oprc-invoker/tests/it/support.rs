@@ -233,6 +233,7 @@ impl Node {
                 engine: engine.clone(),
                 router: Arc::new(LocalRouter),
                 files: files(&dir.path().join("files")),
+                calls: None,
                 metrics: Metrics::unregistered(),
             },
         );

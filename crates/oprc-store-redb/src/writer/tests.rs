@@ -52,6 +52,7 @@ fn queued(id: &str) -> Write {
             accepted_at: None,
             traceparent: None,
             caller: Default::default(),
+            chain: None,
         },
         response: InvocationResponse::status(inv_id, InvocationStatus::Queue),
         expires_at: i64::MAX,
