@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::TaskError;
+use crate::calls::Calls;
 
 /// One object of a task (`main` or `output`): metadata, data and file URLs,
 /// with change tracking.
@@ -210,6 +211,9 @@ pub struct Context {
     ts: i64,
     main: Option<Object>,
     output: Option<Object>,
+    /// Calls of other objects (`callUrl`, `callToken`, the key sequence;
+    /// clones share the sequence). See `calls.rs`.
+    pub(crate) calls: Calls,
 }
 
 impl Context {
@@ -222,6 +226,7 @@ impl Context {
         let output = task
             .output
             .map(|r| Object::new(r, BTreeMap::new(), task.output_keys));
+        let calls = Calls::new(task.call_url, task.call_token, &task.id);
         Self {
             id: task.id,
             func_key: task.func_key,
@@ -232,6 +237,7 @@ impl Context {
             ts: task.ts,
             main,
             output,
+            calls,
         }
     }
 

@@ -32,7 +32,7 @@ static HTTP: LazyLock<Result<reqwest::Client, String>> = LazyLock::new(|| {
         .map_err(|e| TaskError::from(e).message().to_owned())
 });
 
-fn http() -> Result<&'static reqwest::Client, TaskError> {
+pub(crate) fn http() -> Result<&'static reqwest::Client, TaskError> {
     HTTP.as_ref()
         .map_err(|e| TaskError::new(format!("cannot make an HTTP client: {e}")))
 }

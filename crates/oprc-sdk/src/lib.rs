@@ -11,8 +11,9 @@
 //!
 //! This crate is used by function code, not by the platform: it depends on
 //! nothing but `oprc-core` (for the wire types), an HTTP server and an HTTP
-//! client (for the presigned file URLs of a task), holds no credentials and
-//! does no storage IO.
+//! client (for the presigned file URLs of a task and its calls through the
+//! node), holds no credentials (only the task's own call token, which
+//! expires with the task) and does no storage IO.
 //!
 //! # Example
 //!
@@ -79,14 +80,39 @@
 //!     Ok(ctx.reply(None))
 //! });
 //! ```
+//!
+//! # Calling other objects
+//! A task carries the node's `callUrl` and a `callToken` scoped to it;
+//! [`Context::invoke`] makes a [`Call`] through them and answers the
+//! invocation JSON (`{invId, status, body?, ...}`), or a [`CallError`]
+//! (a failed, refused or unanswered call; `?` turns it into a
+//! [`TaskError`]). Each call of a task gets the idempotency key
+//! `{task id}/{n}`, so a replayed task does not repeat a call's effects:
+//! make calls in a deterministic order.
+//!
+//! ```no_run
+//! use oprc_sdk::{App, Call, Context};
+//! use serde_json::json;
+//!
+//! let app = App::new().async_function("tally", |ctx: Context| async move {
+//!     let inc = Call::object("example.counter", "c1", "increment").arg("by", 2);
+//!     let done = ctx.invoke(inc).await?; // {"invId", "status": "SUCCEEDED", "body", ...}
+//!     let new = Call::class("example.counter", "new").body(json!({"data": {"count": 0}}));
+//!     let made = ctx.invoke(new).await?; // the new object is its `output`
+//!     let body = json!({"count": done["body"]["count"], "new": made["output"]["_meta"]["id"]});
+//!     Ok(ctx.reply(Some(body)))
+//! });
+//! ```
 
 mod app;
+mod calls;
 mod context;
 mod error;
 mod files;
 mod server;
 
 pub use app::{App, DEFAULT_BODY_LIMIT};
+pub use calls::{Call, CallError, DEFAULT_CALL_TIMEOUT};
 pub use context::{Context, Object, Reply};
 pub use error::TaskError;
 pub use files::FileStream;

@@ -19,8 +19,9 @@ answers with completions that carry only what the handler changed::
 """
 
 from .app import App, Handler, RunningServer
+from .calls import CallError
 from .context import Context, ObjectView, TaskError
 from .files import FileStream
 
-__all__ = ["App", "Context", "FileStream", "Handler", "ObjectView", "RunningServer", "TaskError"]
+__all__ = ["App", "CallError", "Context", "FileStream", "Handler", "ObjectView", "RunningServer", "TaskError"]
 __version__ = "0.1.0"

@@ -7,6 +7,8 @@ handler changes it in place and the SDK sends back only what changed.
 from typing import Any, Dict, List, Mapping, Optional
 
 from . import files
+from .calls import DEFAULT_TIMEOUT as CALL_TIMEOUT
+from .calls import Caller
 from .errors import TaskError
 from .files import Data, FileStream, PathLike
 
@@ -211,6 +213,9 @@ class Context:
         ts: the task's timestamp, milliseconds since the Unix epoch.
         main_get_keys / main_put_keys / output_keys: presigned file URLs.
         task: the raw task as decoded from JSON.
+
+    :meth:`invoke` and :meth:`invoke_class` call other objects' functions
+    through the node.
     """
 
     def __init__(self, task: Mapping[str, Any], snapshot: Optional[Mapping[str, Any]] = None) -> None:
@@ -237,6 +242,7 @@ class Context:
         self.output_keys: Dict[str, str] = dict(task.get("outputKeys") or {})
         self._main = _view(task, snapshot, "main", self.main_get_keys, self.main_put_keys)
         self._output = _view(task, snapshot, "output", None, self.output_keys)
+        self._caller = Caller(task.get("callUrl"), task.get("callToken"), self.id)
 
     @property
     def has_main(self) -> bool:
@@ -300,6 +306,64 @@ class Context:
         if self._output is None:
             raise TaskError("this call has no output object")
         self._output.mark_key_updated(key)
+
+    @property
+    def can_invoke(self) -> bool:
+        """Whether the node gave this task a way to call other objects
+        (``callUrl`` and ``callToken``)."""
+        return self._caller.available
+
+    def invoke(
+        self,
+        cls: str,
+        oid: str,
+        fn: str,
+        args: Optional[Mapping[str, Any]] = None,
+        body: Any = None,
+        *,
+        async_: bool = False,
+        timeout: Optional[float] = CALL_TIMEOUT,
+    ) -> JsonDict:
+        """Calls function binding ``fn`` of object ``oid`` of class ``cls``
+        through the node and answers the invocation as a dict: ``{invId,
+        status, main?, output?, body?, ...}``.
+
+        ``args`` become string arguments (``str(value)``, bools as
+        ``"true"``/``"false"``, None values left out); ``body`` (any JSON
+        value but None) is sent as the request body. A sync call answers
+        once the called function is done (status ``SUCCEEDED``); with
+        ``async_=True`` it answers once queued (``QUEUE`` or ``DOING``; poll
+        ``GET /api/invocations/{invId}`` for the result).
+
+        Each call of a task carries the idempotency key ``{task id}/{n}``
+        for its n-th call, so a replayed task does not repeat a call's
+        effects: make calls in a deterministic order. A sync mutating call
+        on an object this call chain already holds (e.g. this task's main
+        object) is refused with ``reentrant_call``.
+
+        Raises :class:`oprc.CallError` when the call failed (``status:
+        FAILED``), was refused (e.g. ``forbidden``), or got no usable
+        answer; uncaught, it fails this task. Blocks; from an ``async``
+        handler use ``await asyncio.to_thread(ctx.invoke, ...)``.
+        """
+        what = f"call of {fn!r} on {cls} object {oid!r}"
+        segments = ["classes", cls, "objects", oid, "invokes", fn]
+        return self._caller.call(segments, what, args, body, async_, timeout)
+
+    def invoke_class(
+        self,
+        cls: str,
+        fn: str,
+        args: Optional[Mapping[str, Any]] = None,
+        body: Any = None,
+        *,
+        async_: bool = False,
+        timeout: Optional[float] = CALL_TIMEOUT,
+    ) -> JsonDict:
+        """Calls class-level function binding ``fn`` of class ``cls`` (e.g.
+        ``new``, or a ``noMain`` binding); see :meth:`invoke`."""
+        what = f"call of {fn!r} on class {cls}"
+        return self._caller.call(["classes", cls, "invokes", fn], what, args, body, async_, timeout)
 
     def completion(self, body: Any = None) -> JsonDict:
         """The successful completion for this task with ``body`` as result."""

@@ -1,6 +1,8 @@
 //! The SDK over real HTTP: an app on port 0, tasks POSTed with reqwest;
-//! file helpers against a local server (`files`).
+//! file helpers against a local server (`files`); calls of other objects
+//! against a local server that plays the node (`calls`).
 
+mod calls;
 mod files;
 
 use std::net::SocketAddr;
