@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ClassKey, InvocationId, ObjectId, ObjectRecord};
+use crate::{ClassKey, FunctionKey, InvocationId, ObjectId, ObjectRecord};
 
 /// Lifecycle of an invocation (Oparaca names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -117,6 +117,10 @@ pub struct Chain {
     /// Calls between the chain's first call and this one.
     #[serde(default)]
     pub depth: u32,
+    /// Macro functions running up the chain: a macro never runs inside
+    /// itself (its fan-out would multiply at every level).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub macros: Vec<FunctionKey>,
 }
 
 impl Chain {

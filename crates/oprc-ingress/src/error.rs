@@ -28,6 +28,8 @@ pub enum Code {
     Reentrant,
     /// A chain of calls between objects went too deep.
     ChainTooDeep,
+    /// A macro would run inside itself.
+    RecursiveMacro,
     PayloadTooLarge,
     UnsupportedMediaType,
     Misdirected,
@@ -47,7 +49,7 @@ impl Code {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict | Self::Reentrant => StatusCode::CONFLICT,
-            Self::ChainTooDeep => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::ChainTooDeep | Self::RecursiveMacro => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Misdirected => StatusCode::MISDIRECTED_REQUEST,
@@ -70,6 +72,7 @@ impl Code {
             Self::Conflict => "conflict",
             Self::Reentrant => "reentrant_call",
             Self::ChainTooDeep => "call_chain_too_deep",
+            Self::RecursiveMacro => "recursive_macro",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Misdirected => "misdirected",
@@ -186,6 +189,7 @@ impl From<oprc_invoker::Error> for ApiError {
             E::Unsupported(_) => Code::Unsupported,
             E::Reentrant { .. } => Code::Reentrant,
             E::ChainTooDeep { .. } => Code::ChainTooDeep,
+            E::RecursiveMacro { .. } => Code::RecursiveMacro,
             E::BadCallToken(_) => Code::Unauthorized,
             E::ShuttingDown => {
                 return Self::new(Code::Unavailable, "the node is shutting down; retry later")

@@ -257,7 +257,33 @@ pub(crate) struct InvocationResponse {
     /// The function's answer body (any JSON).
     body: Option<Value>,
     error: Option<InvocationError>,
+    /// A macro's output object ids, by step name.
+    macro_ids: Option<BTreeMap<String, ObjectId>>,
+    /// A macro's steps, in declaration order.
+    steps: Option<Vec<StepReport>>,
     stats: Option<InvocationStats>,
+}
+
+/// An object named with its class.
+#[derive(ToSchema)]
+pub(crate) struct ObjectRef {
+    cls: ClassKey,
+    oid: ObjectId,
+}
+
+/// Where one step of a macro stands.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct StepReport {
+    /// The step's `as` (`_N` for the N-th step without one).
+    name: String,
+    status: InvocationStatus,
+    /// The step's own invocation id.
+    inv_id: InvocationId,
+    target: Option<ObjectRef>,
+    /// Its output object's id.
+    output: Option<ObjectId>,
+    error: Option<InvocationError>,
 }
 
 /// A page of objects.

@@ -168,57 +168,9 @@ pub(crate) fn project(
         .map(String::as_str)
         .or_else(|| body.and_then(|b| b.get("path")).and_then(|p| p.as_str()))
         .ok_or_else(|| invalid("`project` needs a JSONPath in arg `path`, e.g. path=$.name"))?;
-    check_path(path)?;
-    let path = serde_json_path::JsonPath::parse(path)
-        .map_err(|e| invalid(format!("invalid JSONPath {path:?}: {e}")))?;
+    let path = oprc_package::dataflow::parse_path(path).map_err(invalid)?;
     let values = path.query(&main.data).all().into_iter().cloned().collect();
     Ok(serde_json::Value::Array(values))
-}
-
-/// Longest JSONPath `project` takes, in bytes.
-const MAX_PATH_BYTES: usize = 512;
-/// Deepest nesting of brackets and parentheses in a path.
-const MAX_PATH_NESTING: usize = 16;
-/// Most filters (`?`) in a path: nested filters cost time exponential in
-/// their number.
-const MAX_PATH_FILTERS: usize = 4;
-
-/// Refuses paths whose parsing or evaluation would cost unbounded stack or
-/// time (the JSONPath parser recurses on nesting; nested filters multiply).
-fn check_path(path: &str) -> Result<(), InvocationError> {
-    if path.len() > MAX_PATH_BYTES {
-        return Err(invalid(format!(
-            "the JSONPath is {} bytes long; at most {MAX_PATH_BYTES} are accepted",
-            path.len()
-        )));
-    }
-    let (mut depth, mut deepest, mut filters) = (0usize, 0usize, 0usize);
-    let mut quote = None;
-    for c in path.chars() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '\'' | '"') => quote = Some(c),
-            (None, '[' | '(') => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            (None, ']' | ')') => depth = depth.saturating_sub(1),
-            (None, '?') => filters += 1,
-            _ => {}
-        }
-    }
-    if deepest > MAX_PATH_NESTING {
-        return Err(invalid(format!(
-            "the JSONPath nests brackets {deepest} deep; at most {MAX_PATH_NESTING} are accepted"
-        )));
-    }
-    if filters > MAX_PATH_FILTERS {
-        return Err(invalid(format!(
-            "the JSONPath has {filters} filters; at most {MAX_PATH_FILTERS} are accepted"
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

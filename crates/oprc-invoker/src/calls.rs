@@ -13,7 +13,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use oprc_core::{Chain, ClassKey, InvocationId, InvocationRequest, ObjectRef};
+use oprc_core::{Chain, ClassKey, FunctionKey, InvocationId, InvocationRequest, ObjectRef};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -75,6 +75,7 @@ pub(crate) fn chain_below(req: &InvocationRequest, holds: Option<ObjectRef>) -> 
         id: req.inv_id.clone(),
         held: Vec::new(),
         depth: 0,
+        macros: Vec::new(),
     });
     chain.depth = chain.depth.saturating_add(1);
     if let Some(held) = holds
@@ -86,15 +87,24 @@ pub(crate) fn chain_below(req: &InvocationRequest, holds: Option<ObjectRef>) -> 
 }
 
 /// Refuses a call that its own chain would wait for forever (a mutating
-/// call on an object the chain holds), or that goes too deep.
+/// call on an object the chain holds), that goes too deep, or a macro
+/// (`macro_fn`) that would run inside itself.
 pub(crate) fn check_chain(
     req: &InvocationRequest,
     mutating: bool,
+    macro_fn: Option<&FunctionKey>,
     max_depth: u32,
 ) -> Result<(), Error> {
     let Some(chain) = &req.chain else {
         return Ok(());
     };
+    if let Some(f) = macro_fn
+        && chain.macros.contains(f)
+    {
+        return Err(Error::RecursiveMacro {
+            function: f.to_string(),
+        });
+    }
     if chain.depth > max_depth {
         return Err(Error::ChainTooDeep {
             depth: chain.depth,
@@ -184,6 +194,7 @@ mod tests {
                     oid: ObjectId::new("o1").unwrap(),
                 }],
                 depth: 1,
+                macros: Vec::new(),
             },
             exp,
         }
@@ -195,26 +206,26 @@ mod tests {
         let a = ObjectId::new("a").unwrap();
         let mut req = InvocationRequest::new(cls.clone(), Some(a.clone()), "f");
         // A client's call is not checked, and starts a chain of its own.
-        assert!(check_chain(&req, true, 4).is_ok());
+        assert!(check_chain(&req, true, None, 4).is_ok());
         let held = ObjectRef { cls, oid: a };
         let below = chain_below(&req, Some(held.clone()));
         assert_eq!((below.id.clone(), below.depth), (req.inv_id.clone(), 1));
         // A mutating call back on `a` would wait for its own caller.
         req.chain = Some(below);
         assert!(matches!(
-            check_chain(&req, true, 4),
+            check_chain(&req, true, None, 4),
             Err(Error::Reentrant { .. })
         ));
-        assert!(check_chain(&req, false, 4).is_ok());
+        assert!(check_chain(&req, false, None, 4).is_ok());
         // Another object is fine, and holding twice counts once.
         req.oid = Some(ObjectId::new("b").unwrap());
-        assert!(check_chain(&req, true, 4).is_ok());
+        assert!(check_chain(&req, true, None, 4).is_ok());
         let deeper = chain_below(&req, Some(held));
         assert_eq!((deeper.held.len(), deeper.depth), (1, 2));
         // Too deep.
         req.chain = Some(Chain { depth: 5, ..deeper });
         assert!(matches!(
-            check_chain(&req, false, 4),
+            check_chain(&req, false, None, 4),
             Err(Error::ChainTooDeep { .. })
         ));
     }

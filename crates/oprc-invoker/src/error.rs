@@ -44,6 +44,8 @@ pub mod codes {
     pub const TEMPLATE: &str = "template_failed";
     /// A call would wait on an object its own call chain holds.
     pub const REENTRANT: &str = "reentrant_call";
+    /// A macro would run inside itself.
+    pub const RECURSIVE_MACRO: &str = "recursive_macro";
     /// A call chain went deeper than the node allows.
     pub const CHAIN_TOO_DEEP: &str = "call_chain_too_deep";
 }
@@ -111,6 +113,12 @@ pub enum Error {
     /// A chain of calls from functions and macros went too deep.
     #[error("this call is {depth} calls deep from the client's call; the limit is {limit}")]
     ChainTooDeep { depth: u32, limit: u32 },
+    /// A macro would run inside itself (directly or through nested macros).
+    #[error(
+        "macro `{function}` would run inside itself (a step calls it again, directly or \
+         through nested macros); macros do not recurse"
+    )]
+    RecursiveMacro { function: String },
     /// A function's call token is not valid.
     #[error("{0}")]
     BadCallToken(String),
@@ -155,6 +163,7 @@ impl Error {
             Self::Unsupported(_) => codes::UNSUPPORTED,
             Self::Reentrant { .. } => codes::REENTRANT,
             Self::ChainTooDeep { .. } => codes::CHAIN_TOO_DEEP,
+            Self::RecursiveMacro { .. } => codes::RECURSIVE_MACRO,
             Self::BadCallToken(_) => codes::FORBIDDEN,
             Self::Overloaded { .. } | Self::ShuttingDown => codes::STORAGE,
             Self::Storage(e) => match e.kind {

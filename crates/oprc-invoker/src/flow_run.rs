@@ -134,6 +134,8 @@ struct Run<'a> {
     dag: Arc<Dag>,
     main: Option<&'a ObjectRecord>,
     is_async: bool,
+    /// The macro's answer is recorded (async, or keyed): so are its steps.
+    recorded: bool,
     reports: Vec<StepReport>,
     /// The object each step left (its output, else its target).
     objects: Vec<Option<ObjectRecord>>,
@@ -183,6 +185,7 @@ impl<'a> Run<'a> {
             dag,
             main,
             is_async: matches!(kind, CallKind::Async { .. }),
+            recorded: kind.records(),
             reports,
         }
     }
@@ -257,7 +260,11 @@ impl<'a> Run<'a> {
         };
         let inv_id = self.reports[i].inv_id.clone();
         let mut req = InvocationRequest::new(cls, Some(oid), step.function.clone());
-        req.idempotency_key = Some(flow::step_key(&inv_id));
+        if self.recorded {
+            // Its record commits with its state: a re-run of the macro
+            // finds it. (A macro nobody can re-run needs no step records.)
+            req.idempotency_key = Some(flow::step_key(&inv_id));
+        }
         req.inv_id = inv_id;
         req.args = args;
         req.body = body;
@@ -267,8 +274,14 @@ impl<'a> Run<'a> {
             fb: self.req.fb.clone(),
         };
         // The macro waits on no inbox: its chain holds what its caller's
-        // does, one call deeper.
-        req.chain = Some(calls::chain_below(self.req, None));
+        // does, one call deeper, and names the macro (which must not run
+        // inside itself).
+        let mut chain = calls::chain_below(self.req, None);
+        let function = &self.plan.binding().function;
+        if !chain.macros.contains(function) {
+            chain.macros.push(function.clone());
+        }
+        req.chain = Some(chain);
         Ok(req)
     }
 

@@ -115,7 +115,8 @@ impl Handle {
             Route::Local => {}
         }
         let plan = plan::plan(&shared.catalog.load(), req)?;
-        calls::check_chain(req, plan.mutating, shared.options.max_chain_depth)?;
+        let macro_fn = plan.dag().map(|_| &plan.binding().function);
+        calls::check_chain(req, plan.mutating, macro_fn, shared.options.max_chain_depth)?;
         let permit =
             shared
                 .admission

@@ -56,6 +56,9 @@ struct Ref {
     what: String,
 }
 
+/// Most steps in one macro: the checks and every run scale with it.
+pub const MAX_STEPS: usize = 256;
+
 impl Dag {
     /// Checks `spec` and plans it, reporting every problem at once (paths
     /// relative to the macro: `steps[1].target`, `steps[0].args.x`,
@@ -64,6 +67,16 @@ impl Dag {
         let mut b = Builder::default();
         if spec.steps.is_empty() {
             b.problem("steps", "a macro needs at least one step");
+        }
+        if spec.steps.len() > MAX_STEPS {
+            b.problem(
+                "steps",
+                format!(
+                    "a macro has {} steps; at most {MAX_STEPS} are accepted (split it into nested macros)",
+                    spec.steps.len()
+                ),
+            );
+            return Err(b.problems);
         }
         b.names(&spec.steps);
         let mut steps: Vec<StepPlan> = spec

@@ -37,7 +37,7 @@ mod dag;
 mod progress;
 mod template;
 
-pub use dag::{Dag, StepPlan, Target};
+pub use dag::{Dag, MAX_STEPS, StepPlan, Target};
 pub use progress::{Progress, StepStatus};
 pub use template::{
     BodyTemplate, Kind, MAX_BODY_DEPTH, RenderError, Source, Sources, Substitution, Template,

@@ -279,3 +279,18 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_macro_has_a_bounded_number_of_steps() {
+    let steps: Vec<serde_json::Value> = (0..=crate::dataflow::MAX_STEPS)
+        .map(|_| json!({"function": "f"}))
+        .collect();
+    problems(
+        json!({ "steps": steps }),
+        &["steps: a macro has 257 steps; at most 256 are accepted (split it into nested macros)"],
+    );
+    let fits: Vec<serde_json::Value> = (0..crate::dataflow::MAX_STEPS)
+        .map(|_| json!({"function": "f"}))
+        .collect();
+    assert_eq!(dag(json!({ "steps": fits })).steps.len(), 256);
+}
