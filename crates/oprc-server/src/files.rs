@@ -2,7 +2,7 @@
 //! directory or S3), the signer of its own URLs, the storage adapter's
 //! routes and the collector.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,7 +95,7 @@ pub(crate) async fn open(
     let signer = Signer::new(key.into_bytes(), base);
     let store: Arc<dyn BlobStore> = match &config.blobs {
         None => {
-            let dir = data_dir.join("files");
+            let dir = embedded_dir(data_dir);
             let store = DirStore::open(&dir, signer.clone())
                 .with_context(|| format!("failed to open the file directory {}", dir.display()))?;
             Arc::new(store)
@@ -127,6 +127,67 @@ pub(crate) async fn open(
         "file store ready"
     );
     Ok(Parts { store, signer })
+}
+
+/// The directory of the embedded store.
+fn embedded_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("files")
+}
+
+/// The identity of the blob store `config` names, stored with the data
+/// ([`oprc_store::Layout::blobs`]): the same for every start with the
+/// same store, whatever the spelling of its settings, and another for
+/// another store. Relay mode does not change it (the bytes are where they
+/// were). Reads no store: the S3 one is named by its settings.
+pub(crate) fn identity(config: &FilesConfig, data_dir: &Path) -> anyhow::Result<String> {
+    match &config.blobs {
+        Some(url) => Ok(S3Options::parse(url)
+            .map_err(|e| anyhow::anyhow!("invalid --blobs: {e}"))?
+            .identity()),
+        None => {
+            let dir = embedded_dir(data_dir);
+            let canonical = |p: &Path| {
+                canonical(p).with_context(|| format!("failed to resolve the path {}", p.display()))
+            };
+            Ok(dir_identity(&canonical(data_dir)?, &canonical(&dir)?))
+        }
+    }
+}
+
+/// `dir:` and the directory of an embedded store (both paths canonical):
+/// relative to the data directory when inside it, so moving the whole data
+/// directory keeps it; else absolute.
+fn dir_identity(data_dir: &Path, dir: &Path) -> String {
+    match dir.strip_prefix(data_dir) {
+        Ok(inside) if inside.as_os_str().is_empty() => "dir:.".to_owned(),
+        Ok(inside) => {
+            let parts: Vec<_> = inside
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect();
+            format!("dir:{}", parts.join("/"))
+        }
+        Err(_) => format!("dir:{}", dir.display()),
+    }
+}
+
+/// The canonical form of `path`, also when it does not exist yet (the
+/// canonical form of its nearest existing ancestor and the rest of it).
+fn canonical(path: &Path) -> std::io::Result<PathBuf> {
+    match std::fs::canonicalize(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+                return Err(e);
+            };
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            Ok(canonical(parent)?.join(name))
+        }
+        other => other,
+    }
 }
 
 pub(crate) fn invoker_files(config: &FilesConfig, parts: &Parts) -> oprc_invoker::Files {
@@ -170,4 +231,57 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("{s:?} is negative"));
     }
     Duration::try_from_secs_f64(n * scale).map_err(|_| format!("{s:?} is not a valid duration"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_stores_are_named_by_their_place_in_the_data_directory() {
+        let check = |data: &str, dir: &str, want: &str| {
+            assert_eq!(dir_identity(Path::new(data), Path::new(dir)), want, "{dir}");
+        };
+        check("/srv/oprc-data", "/srv/oprc-data/files", "dir:files");
+        check("/moved/there", "/moved/there/files", "dir:files");
+        check("/srv/oprc-data", "/srv/oprc-data/a/b", "dir:a/b");
+        check("/srv/oprc-data", "/srv/oprc-data", "dir:.");
+        check("/srv/oprc-data", "/mnt/big/files", "dir:/mnt/big/files");
+        // A sibling whose name starts like the data directory is outside.
+        check(
+            "/srv/oprc-data",
+            "/srv/oprc-data2/files",
+            "dir:/srv/oprc-data2/files",
+        );
+    }
+
+    #[test]
+    fn identities_follow_the_store_not_its_spelling() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let id = |blobs: Option<&str>, data_dir: &Path| {
+            let config = FilesConfig {
+                blobs: blobs.map(Into::into),
+                ..FilesConfig::default()
+            };
+            identity(&config, data_dir).unwrap()
+        };
+        // The embedded store, before and after it exists, by any path.
+        assert_eq!(id(None, &data), "dir:files");
+        std::fs::create_dir_all(data.join("files")).unwrap();
+        assert_eq!(id(None, &data), "dir:files");
+        assert_eq!(id(None, &tmp.path().join("data/../data/.")), "dir:files");
+        // A data directory that is not there yet.
+        assert_eq!(id(None, &tmp.path().join("fresh")), "dir:files");
+        let s3 = "s3://files?endpoint=http://127.0.0.1:9000";
+        assert_eq!(id(Some(s3), &data), s3);
+        // Relay mode keeps the store's identity.
+        let relayed = FilesConfig {
+            blobs: Some(s3.into()),
+            relay: true,
+            ..FilesConfig::default()
+        };
+        assert_eq!(identity(&relayed, &data).unwrap(), s3);
+    }
 }

@@ -11,6 +11,7 @@ mod engine;
 #[cfg(feature = "fault-injection")]
 mod faults;
 mod files;
+mod layout;
 mod metrics;
 mod token;
 
@@ -44,7 +45,15 @@ pub async fn run(
         )
     })?;
     let store_closed = store.closed();
-    check_layout(&store, &config).await?;
+    let layout = match layout::check(&store, &config).await {
+        Ok(layout) => layout,
+        Err(refused) => {
+            // The data directory is free again once a refused start returns.
+            drop(store);
+            store_closed.await;
+            return Err(refused);
+        }
+    };
     let store_metrics = crate::metrics::StoreCollector(store.clone());
     #[cfg(feature = "fault-injection")]
     let state = faults::wrap(store.clone())?;
@@ -57,6 +66,7 @@ pub async fn run(
         public_url(&config, &listener)?,
     )
     .await?;
+    layout.record(state.as_ref(), &config).await?;
 
     let engine = oprc_engine::Service::new(config.engine.clone());
     let engine_handle = engine.handle();
@@ -181,33 +191,6 @@ pub async fn run(
     drop(app);
     store_closed.await;
     tracing::info!("node stopped");
-    Ok(())
-}
-
-/// Refuses to use data written with another layout (the partition count
-/// decides where objects and their async calls live).
-async fn check_layout(store: &oprc_store_redb::Store, config: &Config) -> anyhow::Result<()> {
-    use oprc_store::StateStore;
-    let proposed = oprc_store::Layout {
-        partitions: config.invoker.partitions,
-    };
-    let stored = store
-        .layout(&proposed)
-        .await
-        .context("failed to read the data layout")?;
-    if stored != proposed {
-        anyhow::bail!(
-            "the data in {} was written with {} partitions, but this node was started with {}: \
-             start it with --partitions {} (or `partitions: {}` in the config file, or \
-             OPRC_PARTITIONS={}); changing the partition count of existing data is not supported",
-            config.data_dir.display(),
-            stored.partitions,
-            proposed.partitions,
-            stored.partitions,
-            stored.partitions,
-            stored.partitions,
-        );
-    }
     Ok(())
 }
 

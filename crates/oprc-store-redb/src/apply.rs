@@ -75,11 +75,13 @@ pub(crate) fn apply(txn: &WriteTransaction, op: &mut Op, dedup_window_ms: i64) -
         Op::Purge { now_ms, max, reply } => run(reply, check_purge(txn, *now_ms, *max), |p| {
             write_purge(txn, p)
         }),
-        Op::Layout { proposed, reply } => run(reply, check_layout(txn, proposed), |bytes| {
-            let mut t = txn.open_table(META).map_err(storage)?;
-            t.insert(LAYOUT_KEY, bytes.as_slice()).map_err(storage)?;
-            Ok(proposed.clone())
-        }),
+        Op::Layout { proposed, reply } => {
+            run(reply, check_layout(txn, proposed), |(bytes, layout)| {
+                let mut t = txn.open_table(META).map_err(storage)?;
+                t.insert(LAYOUT_KEY, bytes.as_slice()).map_err(storage)?;
+                Ok(layout)
+            })
+        }
         Op::Flush => Ok(()),
         #[cfg(test)]
         Op::FailAfterWrite { name, .. } => {
@@ -435,11 +437,22 @@ fn write_purge(txn: &WriteTransaction, entries: Vec<PurgeEntry>) -> Result<u64> 
     Ok(entries.len() as u64)
 }
 
-/// The stored layout, else the proposed one encoded to store.
-fn check_layout(txn: &WriteTransaction, proposed: &Layout) -> Result<Plan<Vec<u8>, Layout>> {
+/// The stored layout; else, or when it adopts settings it lacks from the
+/// proposed one ([`Layout::adopt`]), the layout to store, encoded.
+fn check_layout(
+    txn: &WriteTransaction,
+    proposed: &Layout,
+) -> Result<Plan<(Vec<u8>, Layout), Layout>> {
     let meta = txn.open_table(META).map_err(storage)?;
-    if let Some(v) = meta.get(LAYOUT_KEY).map_err(storage)? {
-        return Ok(Plan::Done(decode("meta", LAYOUT_KEY, v.value())?));
-    }
-    Ok(Plan::Write(encode("layout", proposed)?))
+    let layout = match meta.get(LAYOUT_KEY).map_err(storage)? {
+        None => proposed.clone(),
+        Some(v) => {
+            let stored: Layout = decode("meta", LAYOUT_KEY, v.value())?;
+            match stored.adopt(proposed) {
+                Some(adopted) => adopted,
+                None => return Ok(Plan::Done(stored)),
+            }
+        }
+    };
+    Ok(Plan::Write((encode("layout", &layout)?, layout)))
 }

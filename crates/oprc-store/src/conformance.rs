@@ -419,13 +419,25 @@ async fn every_durability_commits_atomically(s: &dyn StateStore) {
 }
 
 async fn layout_is_stored_once(s: &dyn StateStore) {
-    let four = Layout { partitions: 4 };
-    let eight = Layout { partitions: 8 };
-    // A fresh store takes the proposed layout.
-    assert_eq!(s.layout(&four).await.unwrap(), four);
+    let layout = |partitions, blobs: Option<&str>| Layout {
+        partitions,
+        blobs: blobs.map(Into::into),
+    };
+    // A fresh store takes the proposed layout; one without a blob store is
+    // what older versions stored.
+    let old = layout(4, None);
+    assert_eq!(s.layout(&old).await.unwrap(), old);
+    // A proposal that conflicts adopts nothing, even what is missing.
+    assert_eq!(s.layout(&layout(8, Some("dir:files"))).await.unwrap(), old);
+    // One that agrees fills the missing blob store in, once.
+    let full = layout(4, Some("dir:files"));
+    assert_eq!(s.layout(&full).await.unwrap(), full);
     // Later callers get the stored one back, unchanged, and compare.
-    assert_eq!(s.layout(&eight).await.unwrap(), four);
-    assert_eq!(s.layout(&four).await.unwrap(), four);
+    let other = layout(4, Some("s3://files?endpoint=http://127.0.0.1:9000"));
+    assert_eq!(s.layout(&other).await.unwrap(), full);
+    assert_eq!(s.layout(&layout(8, None)).await.unwrap(), full);
+    assert_eq!(s.layout(&old).await.unwrap(), full);
+    assert_eq!(s.layout(&full).await.unwrap(), full);
 }
 
 async fn packages(s: &dyn StateStore) {

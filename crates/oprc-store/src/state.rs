@@ -88,12 +88,36 @@ pub struct ObjectPage {
 /// Settings that decide where data lives. The first node to open a store
 /// records them with the data; a node started later with other settings
 /// must refuse to use it (objects would be looked for in the wrong
-/// partition, and replays skipped by the wrong offsets).
+/// partition, replays skipped by the wrong offsets, and files looked for in
+/// the wrong blob store).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Layout {
     /// Partitions of the object space and of the async log.
     pub partitions: u16,
+    /// The identity of the blob store that holds the objects' files (the
+    /// versions `verIds` name), e.g. `dir:files` or
+    /// `s3://BUCKET?endpoint=URL`; compared as text. `None`: not recorded
+    /// (a layout stored by an older version, or a node that has not opened
+    /// its blob store yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blobs: Option<String>,
+}
+
+impl Layout {
+    /// This (stored) layout with the settings it has not recorded taken
+    /// from `proposed`, when it agrees with `proposed` on every setting it
+    /// has; `None` when nothing is to be adopted (nothing missing, or a
+    /// conflict, which the caller reports: a refused proposal changes
+    /// nothing).
+    pub fn adopt(&self, proposed: &Layout) -> Option<Layout> {
+        let missing = self.blobs.is_none() && proposed.blobs.is_some();
+        let agrees = self.partitions == proposed.partitions;
+        (missing && agrees).then(|| Layout {
+            blobs: proposed.blobs.clone(),
+            ..self.clone()
+        })
+    }
 }
 
 /// Durable store of objects, packages and invocation records.
@@ -130,8 +154,10 @@ pub trait StateStore: Send + Sync + 'static {
     async fn purge_invocations(&self, now_ms: i64, max: usize) -> Result<u64>;
 
     /// The layout stored with the data: `proposed` is stored and returned
-    /// when the store has none yet (a fresh store); otherwise the stored
-    /// one is returned unchanged, and the caller compares.
+    /// when the store has none yet (a fresh store); a stored layout that
+    /// lacks a setting `proposed` has and agrees with it otherwise gets
+    /// that setting, stored ([`Layout::adopt`]); otherwise the stored one
+    /// is returned unchanged, and the caller compares.
     async fn layout(&self, proposed: &Layout) -> Result<Layout>;
 
     /// Stores a package's source text under its name (create or replace).
@@ -146,7 +172,59 @@ pub trait StateStore: Send + Sync + 'static {
 
 #[cfg(test)]
 mod tests {
-    use super::Durability;
+    use super::{Durability, Layout};
+
+    #[test]
+    fn layouts_stored_by_older_versions_still_load() {
+        let old: Layout = serde_json::from_str(r#"{"partitions": 4}"#).unwrap();
+        assert_eq!(
+            old,
+            Layout {
+                partitions: 4,
+                blobs: None
+            }
+        );
+        // And a layout without a blob store is stored the way they did.
+        assert_eq!(serde_json::to_string(&old).unwrap(), r#"{"partitions":4}"#);
+        let new = Layout {
+            blobs: Some("dir:files".into()),
+            ..old
+        };
+        let text = serde_json::to_string(&new).unwrap();
+        assert_eq!(text, r#"{"partitions":4,"blobs":"dir:files"}"#);
+        assert_eq!(serde_json::from_str::<Layout>(&text).unwrap(), new);
+    }
+
+    type Plain<'a> = (u16, Option<&'a str>);
+
+    fn layout((partitions, blobs): Plain<'_>) -> Layout {
+        Layout {
+            partitions,
+            blobs: blobs.map(Into::into),
+        }
+    }
+
+    fn check(stored: Plain<'_>, proposed: Plain<'_>, adopted: Option<Plain<'_>>) {
+        assert_eq!(
+            layout(stored).adopt(&layout(proposed)),
+            adopted.map(layout),
+            "{stored:?} <- {proposed:?}"
+        );
+    }
+
+    #[test]
+    fn only_missing_settings_are_adopted_and_only_when_the_rest_agrees() {
+        check(
+            (4, None),
+            (4, Some("dir:files")),
+            Some((4, Some("dir:files"))),
+        );
+        check((4, None), (8, Some("dir:files")), None);
+        check((4, None), (4, None), None);
+        check((4, Some("dir:files")), (4, Some("dir:files")), None);
+        check((4, Some("dir:files")), (4, Some("s3://files")), None);
+        check((4, Some("dir:files")), (4, None), None);
+    }
 
     #[test]
     fn a_merged_batch_is_as_durable_as_its_strongest_part() {

@@ -169,6 +169,20 @@ impl S3Options {
         }
     }
 
+    /// What names this store among all stores, stable across restarts
+    /// with the same settings: `s3://BUCKET` at AWS (bucket names are
+    /// global there, whatever the region), else
+    /// `s3://BUCKET?endpoint=URL` with the endpoint normalised (scheme and
+    /// host in lowercase, no default port, no trailing `/`). Never holds
+    /// credentials; the region only signs requests, so it is not part of
+    /// it.
+    pub fn identity(&self) -> String {
+        match &self.endpoint {
+            None => format!("s3://{}", self.bucket),
+            Some(_) => format!("s3://{}?endpoint={}", self.bucket, self.endpoint_url()),
+        }
+    }
+
     /// The keys, from the options or else the environment.
     pub(super) fn credentials(&self) -> Result<(String, String), BlobError> {
         let pick = |given: &Option<String>, env: &str, field: &str| {
@@ -317,6 +331,43 @@ mod tests {
         assert_eq!(endpoint(Some("HTTP://Host:9000/")), "http://host:9000");
         assert_eq!(endpoint(Some("https://h/s3/")), "https://h/s3");
         assert_eq!(endpoint(None), "https://s3.us-east-1.amazonaws.com");
+    }
+
+    #[test]
+    fn identities_name_bucket_and_server_only() {
+        let id = |url: &str| S3Options::parse(url).unwrap().identity();
+        let local = "s3://files?endpoint=http://127.0.0.1:9000";
+        assert_eq!(id(local), local);
+        // The same store however it is spelt.
+        for same in [
+            "s3://files?endpoint=HTTP://127.0.0.1:9000/",
+            "s3://files?region=eu-west-1&endpoint=http://127.0.0.1:9000",
+            "s3://files/?endpoint=http%3A%2F%2F127.0.0.1%3A9000&region=r1",
+        ] {
+            assert_eq!(id(same), local, "{same}");
+        }
+        assert_eq!(
+            id("s3://files?endpoint=https://S3.Example.com:443"),
+            "s3://files?endpoint=https://s3.example.com"
+        );
+        // AWS: the bucket alone, in any region.
+        assert_eq!(id("s3://files"), "s3://files");
+        assert_eq!(id("s3://files?region=eu-west-1"), "s3://files");
+        // Another bucket, host, port or scheme is another store.
+        for other in [
+            "s3://files2?endpoint=http://127.0.0.1:9000",
+            "s3://files?endpoint=http://127.0.0.2:9000",
+            "s3://files?endpoint=http://127.0.0.1:9001",
+            "s3://files?endpoint=https://127.0.0.1:9000",
+            "s3://files",
+        ] {
+            assert_ne!(id(other), local, "{other}");
+        }
+        // Keys never show.
+        let mut o = S3Options::parse(local).unwrap();
+        o.access_key_id = Some("AKIDEXAMPLE".into());
+        o.secret_access_key = Some("wJalrXUtnFEMI".into());
+        assert_eq!(o.identity(), local);
     }
 
     #[test]

@@ -120,6 +120,27 @@ impl Node {
         node
     }
 
+    /// Runs a node on the data directory of `data_dir` (as
+    /// [`Node::start_in`] does) that must refuse to start; answers why.
+    pub async fn refused(
+        data_dir: &tempfile::TempDir,
+        configure: impl FnOnce(&mut oprc_server::Config),
+    ) -> String {
+        let mut config = oprc_server::Config {
+            data_dir: data_dir.path().join("data"),
+            ..Default::default()
+        };
+        configure(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let run = oprc_server::run(config, listener, std::future::pending());
+        let result = tokio::time::timeout(Duration::from_secs(20), run)
+            .await
+            .expect("the node neither refused nor stopped");
+        format!("{:#}", result.expect_err("the node started"))
+    }
+
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {

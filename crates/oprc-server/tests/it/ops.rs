@@ -130,3 +130,57 @@ async fn a_write_behind_class_skips_the_fsync_and_still_keeps_its_state() {
     assert_eq!(obj["_meta"]["revision"], 21);
     node.stop().await;
 }
+
+/// Files live in one blob store, and objects name their versions there:
+/// data written with the embedded store is refused by a node started with
+/// another one (`--blobs`), with a message naming both and what to do, and
+/// before that store is reached; the original setting still starts, relay
+/// mode included, and its files are there.
+#[tokio::test]
+async fn a_restart_with_another_blob_store_is_refused() {
+    let package = "name: b\nclasses:\n  - name: doc\n    stateSpec: {keySpecs: [{name: text}]}\n";
+    let node = Node::start(&[package.to_owned()]).await;
+    node.new_object("b.doc", r#"{"id": "d"}"#).await;
+    let file = |node: &Node| format!("{}/api/classes/b.doc/objects/d/files/text", node.url);
+    let put = node
+        .client
+        .put(file(&node))
+        .bearer_auth(&node.token)
+        .header("content-type", "application/octet-stream")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+    let dir = node.stop().await;
+
+    // Nothing listens there: the refusal comes before the store is reached.
+    let s3 = "s3://oprc-files?endpoint=http://127.0.0.1:9";
+    let why = Node::refused(&dir, |c| c.files.blobs = Some(s3.into())).await;
+    for part in [
+        "are in the embedded store in the data directory (`dir:files`)",
+        &format!("started with the S3 store (`{s3}`)"),
+        "start it again with no --blobs",
+        "a new data directory",
+    ] {
+        assert!(why.contains(part), "{part:?} in {why}");
+    }
+    // A refused start records nothing: the same one is refused again.
+    let again = Node::refused(&dir, |c| {
+        c.files.blobs = Some("s3://other?endpoint=http://127.0.0.1:9".into());
+    })
+    .await;
+    assert!(again.contains("(`dir:files`)"), "{again}");
+
+    let node = Node::start_configured(dir, &[], |c| c.files.relay = true).await;
+    let got = node
+        .client
+        .get(format!("{}?_relay=true", file(&node)))
+        .bearer_auth(&node.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(got.text().await.unwrap(), "hello");
+    node.stop().await;
+}

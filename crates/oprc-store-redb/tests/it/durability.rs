@@ -110,7 +110,10 @@ async fn write_behind_still_syncs_appends_packages_and_required_batches() {
     store.put_package("p", "name: p").await.unwrap();
     store.delete_package("p").await.unwrap();
     assert_eq!(synced(), 4, "package writes are synced");
-    let layout = Layout { partitions: 4 };
+    let layout = Layout {
+        partitions: 4,
+        blobs: None,
+    };
     store.layout(&layout).await.unwrap();
     assert_eq!(synced(), 5, "the layout is synced");
     assert_eq!(store.stats().commits, 7);
@@ -119,13 +122,28 @@ async fn write_behind_still_syncs_appends_packages_and_required_batches() {
 #[tokio::test]
 async fn the_layout_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let four = Layout { partitions: 4 };
+    let old = Layout {
+        partitions: 4,
+        blobs: None,
+    };
     let store = open(&dir);
-    assert_eq!(store.layout(&four).await.unwrap(), four);
+    assert_eq!(store.layout(&old).await.unwrap(), old);
+    close(store).await;
+    // A layout stored without a blob store adopts one, durably.
+    let full = Layout {
+        blobs: Some("dir:files".into()),
+        ..old.clone()
+    };
+    let store = open(&dir);
+    assert_eq!(store.layout(&full).await.unwrap(), full);
     close(store).await;
     let store = open(&dir);
-    let eight = Layout { partitions: 8 };
-    assert_eq!(store.layout(&eight).await.unwrap(), four);
+    let other = Layout {
+        partitions: 8,
+        blobs: Some("s3://files".into()),
+    };
+    assert_eq!(store.layout(&other).await.unwrap(), full);
+    assert_eq!(store.layout(&old).await.unwrap(), full);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
