@@ -119,9 +119,15 @@ pub(crate) struct StepData {
 }
 
 impl Data {
-    pub fn new(dag: &Dag, req: &InvocationRequest, main: Option<&ObjectRecord>) -> Self {
+    /// `defaults`: the macro binding's `defaultArgs`, under the call's own.
+    pub fn new(
+        dag: &Dag,
+        req: &InvocationRequest,
+        defaults: &BTreeMap<String, String>,
+        main: Option<&ObjectRecord>,
+    ) -> Self {
         Self {
-            main_args: args_value(&req.args),
+            main_args: args_value(&crate::apply::merge_args(defaults, &req.args)),
             main_body: req.body.clone(),
             main_output: main.map(record_value),
             names: dag

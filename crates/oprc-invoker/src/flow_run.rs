@@ -179,7 +179,7 @@ impl<'a> Run<'a> {
             h,
             req,
             plan,
-            data: Data::new(&dag, req, main),
+            data: Data::new(&dag, req, &plan.binding().default_args, main),
             progress: Progress::new(&dag),
             objects: vec![None; dag.steps.len()],
             dag,
