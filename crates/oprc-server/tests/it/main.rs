@@ -11,6 +11,7 @@ mod concurrency;
 mod dataflow;
 mod dataflow_access;
 mod dataflow_calls;
+mod dataflow_examples;
 mod dataflow_runs;
 mod errors;
 mod examples;
