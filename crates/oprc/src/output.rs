@@ -260,6 +260,23 @@ pub fn invocation(v: &Value) -> Table {
         ),
         error.unwrap_or_else(|| "-".into()),
     ]);
+    // A macro: one row per step, indented under it.
+    for step in v
+        .get("steps")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let error = step
+            .get("error")
+            .map(|e| format!("{} ({})", cell(e.get("message")), cell(e.get("code"))));
+        t.row(vec![
+            format!("  {}", cell(step.get("name"))),
+            cell(step.get("status")),
+            cell(step.get("output")),
+            error.unwrap_or_else(|| "-".into()),
+        ]);
+    }
     t
 }
 
@@ -342,6 +359,28 @@ media.video    media.file,ex.tag   transcode
         check(
             invocation(&inv),
             "INVOCATION   STATUS   OUTPUT   ERROR\ni1           FAILED   -        boom (function_failed)\n",
+        );
+    }
+
+    #[test]
+    fn a_macro_shows_its_steps_under_it() {
+        let inv = json!({"invId": "m", "status": "FAILED",
+        "error": {"code": "step_failed", "message": "step `b` failed"},
+        "steps": [
+            {"name": "a", "status": "SUCCEEDED", "invId": "m.a", "output": "m.a"},
+            {"name": "b", "status": "FAILED", "invId": "m.b",
+             "error": {"code": "function_failed", "message": "no"}},
+            {"name": "c", "status": "DEPENDENCY_FAILED", "invId": "m.c"},
+        ]});
+        check(
+            invocation(&inv),
+            "\
+INVOCATION   STATUS              OUTPUT   ERROR
+m            FAILED              -        step `b` failed (step_failed)
+  a          SUCCEEDED           m.a      -
+  b          FAILED              -        no (function_failed)
+  c          DEPENDENCY_FAILED   -        -
+",
         );
     }
 
