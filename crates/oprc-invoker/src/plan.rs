@@ -198,3 +198,56 @@ pub(crate) fn plan(catalog: &Arc<Catalog>, req: &InvocationRequest) -> Result<Pl
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(access: Access, inherited_from: Option<&str>) -> ResolvedBinding {
+        ResolvedBinding {
+            name: "f".into(),
+            function: oprc_core::FunctionKey::new("p1.f").unwrap(),
+            kind: FunctionType::Task,
+            access,
+            output_cls: None,
+            immutable: false,
+            no_main: false,
+            default_args: Default::default(),
+            override_options: Default::default(),
+            description: None,
+            inherited_from: inherited_from.map(|c| ClassKey::new(c).unwrap()),
+        }
+    }
+
+    fn function_of(cls: &str) -> Caller {
+        Caller::Function {
+            cls: ClassKey::new(cls).unwrap(),
+        }
+    }
+
+    #[test]
+    fn modifiers_belong_to_the_class_that_declared_the_binding() {
+        let base = ClassKey::new("p1.base").unwrap();
+        let derived = ClassKey::new("p2.derived").unwrap();
+        let internal = binding(Access::Internal, None);
+        // Declared here: the package's functions reach it, others do not.
+        assert!(check_access(&base, &internal, &function_of("p1.other")).is_ok());
+        assert!(check_access(&base, &internal, &function_of("p2.x")).is_err());
+        assert!(check_access(&base, &internal, &Caller::External).is_err());
+        // Inherited by a class of another package: still p1's, so p2's own
+        // functions do not reach it through the derived class...
+        let inherited = binding(Access::Internal, Some("p1.base"));
+        assert!(check_access(&derived, &inherited, &function_of("p2.derived")).is_err());
+        // ...while p1's code (say, a macro of the base inherited with it)
+        // still does.
+        assert!(check_access(&derived, &inherited, &function_of("p1.base")).is_ok());
+        // PRIVATE: the declaring class only, not its heirs.
+        let private = binding(Access::Private, Some("p1.base"));
+        assert!(check_access(&derived, &private, &function_of("p1.base")).is_ok());
+        assert!(check_access(&derived, &private, &function_of("p2.derived")).is_err());
+        let own = binding(Access::Private, None);
+        assert!(check_access(&derived, &own, &function_of("p2.derived")).is_ok());
+        let public = binding(Access::Public, Some("p1.base"));
+        assert!(check_access(&derived, &public, &Caller::External).is_ok());
+    }
+}
