@@ -92,6 +92,11 @@ pub struct InvocationRequest {
     /// through the node, or a macro step); absent for a client's call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<Chain>,
+    /// For a macro step: the revision of the macro it is a step of. A
+    /// re-run of the step takes a remembered answer only from a step of
+    /// the same revision (a changed macro is not mixed with the old one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub macro_revision: Option<u64>,
 }
 
 /// An object named across classes.
@@ -147,6 +152,7 @@ impl InvocationRequest {
             traceparent: None,
             caller: Caller::External,
             chain: None,
+            macro_revision: None,
         }
     }
 

@@ -91,10 +91,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
                     "Idempotency-Key must be 1 to 255 characters",
                 ));
             }
-            if v.starts_with(oprc_invoker::STEP_KEY_PREFIX) {
+            if v.starts_with(oprc_invoker::RESERVED_KEY_PREFIX) {
                 return Err(ApiError::bad_request(format!(
-                    "Idempotency-Key must not start with {:?}: the node keys macro steps so",
-                    oprc_invoker::STEP_KEY_PREFIX
+                    "Idempotency-Key must not start with {:?}: the node's own keys (macro \
+                     steps, functions' calls) do",
+                    oprc_invoker::RESERVED_KEY_PREFIX
                 )));
             }
             Ok(Some(v.to_owned()))
@@ -199,7 +200,11 @@ async fn call(
     req.idempotency_key = idempotency_key(headers)?;
     req.traceparent = traceparent(headers);
     if let Some(grant) = grant {
-        // A function calling through the node, as its class.
+        // A function calling through the node, as its class; its keys are
+        // its task's own.
+        req.idempotency_key = req
+            .idempotency_key
+            .map(|k| oprc_invoker::call_key(&grant.inv, &k));
         req.caller = Caller::Function { cls: grant.cls };
         req.chain = Some(grant.chain);
     }

@@ -138,17 +138,20 @@ pub(crate) fn updated(
     Ok(Some(next))
 }
 
-/// A copy of `main` under a new id (body `{id?}`).
+/// A copy of `main` under a new id (body `{id?}`; by default the
+/// invocation's id, like a task's output object, so a macro step's copy
+/// has the id listed in `macroIds` and a replay makes no second copy).
 pub(crate) fn copy_of(
     main: &ObjectRecord,
     body: Option<&serde_json::Value>,
+    inv_id: &oprc_core::InvocationId,
 ) -> Result<ObjectRecord, InvocationError> {
     let id = match body.and_then(|b| b.get("id")) {
         Some(serde_json::Value::String(id)) => {
             ObjectId::new(id.clone()).map_err(|e| invalid(e.to_string()))?
         }
         Some(other) => return Err(invalid(format!("`id` must be a string, not {other}"))),
-        None => ObjectId::generate(),
+        None => ObjectId::new(inv_id.as_str()).map_err(|e| invalid(e.to_string()))?,
     };
     let mut obj = ObjectRecord::new(main.meta.cls.clone(), id, main.data.clone());
     obj.meta.refs = main.meta.refs.clone();
@@ -251,11 +254,13 @@ mod tests {
     #[test]
     fn copy_gets_a_new_id() {
         let main = obj(json!({"k": 1}));
-        let c = copy_of(&main, None).unwrap();
+        let inv = oprc_core::InvocationId::new("inv-1").unwrap();
+        let c = copy_of(&main, None, &inv).unwrap();
+        assert_eq!(c.meta.id.as_str(), "inv-1");
         assert_ne!(c.meta.id, main.meta.id);
         assert_eq!(c.data, main.data);
         assert_eq!(
-            copy_of(&main, Some(&json!({"id": "x"})))
+            copy_of(&main, Some(&json!({"id": "x"})), &inv)
                 .unwrap()
                 .meta
                 .id

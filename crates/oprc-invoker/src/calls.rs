@@ -4,9 +4,10 @@
 //! is `oprc-call.<payload>.<mac>`: the payload (base64url JSON) names the
 //! task's invocation, the class the function acts as, the call chain and an
 //! expiry at the end of the task's timeout; the mac is HMAC-SHA256 of the
-//! payload under the node's key. It grants invocations only, as that class,
-//! and nothing once the task is over. Pure: no clock or IO but what the
-//! caller passes in.
+//! payload under the node's key. It grants invocations only, as that class;
+//! the node that runs the task also refuses it once the task has answered
+//! (its set of live tasks, kept by the invoker). Pure: no clock or IO but
+//! what the caller passes in.
 
 use std::sync::Arc;
 

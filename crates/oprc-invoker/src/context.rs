@@ -33,6 +33,9 @@ pub(crate) struct Shared {
     pub router: Arc<dyn Router>,
     pub files: crate::Files,
     pub calls: Option<crate::Calls>,
+    /// Tasks running now whose call tokens are good (a token dies with its
+    /// task, before its expiry).
+    pub live_tasks: Mutex<HashSet<InvocationId>>,
     /// Steps of the macro calls running now, for lookups of async ones.
     pub macros: Mutex<HashMap<InvocationId, Vec<StepReport>>>,
     pub inboxes: Inboxes<Call>,
@@ -55,6 +58,12 @@ impl Shared {
     pub fn doing(self: &Arc<Self>, id: &InvocationId) -> Doing {
         self.doing.lock().insert(id.clone());
         Doing(self.clone(), id.clone())
+    }
+
+    /// Marks a task's call token as good until the guard is dropped.
+    pub fn live_task(&self, id: &InvocationId) -> LiveTask<'_> {
+        self.live_tasks.lock().insert(id.clone());
+        LiveTask(self, id.clone())
     }
 
     /// An object's committed state: from the hot-object cache, else from
@@ -93,13 +102,26 @@ impl Shared {
         }
     }
 
-    /// Refuses new calls once shutdown has begun.
-    pub fn check_open(&self) -> Result<(), Error> {
-        if self.tracker.is_closed() {
+    /// Whether a new call may start. While the node drains, calls made
+    /// by calls already running (`internal`: a function's call, a macro's
+    /// step) still start, so that what was accepted can finish; new calls
+    /// from clients do not.
+    pub fn check_open(&self, internal: bool) -> Result<(), Error> {
+        let drained = self.stopping.is_cancelled();
+        if self.tracker.is_closed() && (drained || !internal) {
             Err(Error::ShuttingDown)
         } else {
             Ok(())
         }
+    }
+}
+
+/// Ends a task's call token when dropped.
+pub(crate) struct LiveTask<'a>(&'a Shared, InvocationId);
+
+impl Drop for LiveTask<'_> {
+    fn drop(&mut self) {
+        self.0.live_tasks.lock().remove(&self.1);
     }
 }
 

@@ -119,7 +119,7 @@ async fn run_builtin(
         (Builtin::Update, Some(m)) => builtin::updated(plan.binding(), m, body)
             .map(|next| Step::ok(next.map_or(MainChange::Keep, MainChange::Put), None, None)),
         (Builtin::Delete, Some(_)) => Ok(Step::ok(MainChange::Delete, None, None)),
-        (Builtin::Copy, Some(m)) => match builtin::copy_of(m, body) {
+        (Builtin::Copy, Some(m)) => match builtin::copy_of(m, body, &req.inv_id) {
             Ok(obj) => copy_files(files, m, obj, version)
                 .await
                 .map(|obj| Step::ok(MainChange::Keep, Some(obj), None)),
@@ -325,6 +325,7 @@ async fn run_task(
         urls,
         call,
     });
+    let has_token = task.call_token.is_some();
     let bytes = match encode(task, main).await {
         Ok(b) => b,
         Err(e) => {
@@ -336,6 +337,8 @@ async fn run_task(
             return Ok(step);
         }
     };
+    // The task's call token is good while the task runs.
+    let _live = has_token.then(|| shared.live_task(&req.inv_id));
     let answer = shared
         .engine
         .invoke(

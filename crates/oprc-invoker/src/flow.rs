@@ -12,9 +12,18 @@ use oprc_package::dataflow::{Dag, Kind, Source, Sources, Target};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// Prefix of the idempotency keys of macro steps (clients' keys cannot
-/// start with it).
-pub const STEP_KEY_PREFIX: &str = "oprc.step/";
+/// Idempotency keys the node makes itself start with this; clients' keys
+/// cannot.
+pub const RESERVED_KEY_PREFIX: &str = "oprc.";
+
+/// Prefix of the idempotency keys of macro steps.
+pub(crate) const STEP_KEY_PREFIX: &str = "oprc.step/";
+
+/// The key a function's call is kept under: the key it sent, in the
+/// namespace of its task (so nobody else can take or spoil it).
+pub fn call_key(task: &InvocationId, key: &str) -> String {
+    format!("oprc.call/{task}/{key}")
+}
 
 /// Longest id; see `oprc_core` ids.
 const MAX_ID: usize = 200;

@@ -20,7 +20,7 @@ use oprc_core::{
     Caller, InvocationError, InvocationId, InvocationRequest, InvocationResponse, InvocationStats,
     InvocationStatus, ObjectId, ObjectRecord, ObjectRef, StepReport,
 };
-use oprc_package::dataflow::{Dag, Progress, StepStatus, Target};
+use oprc_package::dataflow::{Budget, Dag, Progress, StepStatus, Target};
 use oprc_store::ErrorKind;
 
 use crate::Error;
@@ -230,6 +230,20 @@ impl<'a> Run<'a> {
                 // The node is stopping: an async macro replays at the next
                 // start (its steps that ran are found again).
                 Err(Error::ShuttingDown) => return Err(Error::ShuttingDown),
+                Err(Error::KeyReused { first, .. }) => {
+                    let name = &self.reports[i].name;
+                    self.fail(
+                        i,
+                        InvocationError {
+                            code: codes::INVALID_ARGUMENT.into(),
+                            message: format!(
+                                "step `{name}` already ran as another call ({first}) in an \
+                                 earlier version of this macro: its package changed while the \
+                                 macro was running; nothing of this version's `{name}` ran"
+                            ),
+                        },
+                    );
+                }
                 Err(e) => self.fail(
                     i,
                     InvocationError {
@@ -250,12 +264,17 @@ impl<'a> Run<'a> {
             message: format!("step `{}`: {e}", step.name),
         };
         let (cls, oid) = self.target(i)?;
+        // One budget for all of a step's inputs.
+        let budget = Budget::default();
         let mut args = std::collections::BTreeMap::new();
         for (k, t) in &step.args {
-            args.insert(k.clone(), t.render_string(&self.data).map_err(template)?);
+            let arg = t
+                .render_string_within(&self.data, &budget)
+                .map_err(template)?;
+            args.insert(k.clone(), arg);
         }
         let body = match &step.body {
-            Some(b) => Some(b.render(&self.data).map_err(template)?),
+            Some(b) => Some(b.render_within(&self.data, &budget).map_err(template)?),
             None => None,
         };
         let inv_id = self.reports[i].inv_id.clone();
@@ -266,6 +285,7 @@ impl<'a> Run<'a> {
             req.idempotency_key = Some(flow::step_key(&inv_id));
         }
         req.inv_id = inv_id;
+        req.macro_revision = self.plan.function_revision();
         req.args = args;
         req.body = body;
         req.traceparent.clone_from(&self.req.traceparent);
@@ -300,9 +320,12 @@ impl<'a> Run<'a> {
                     step.name
                 ))),
             },
-            Target::Step(j) => match &self.objects[*j] {
-                Some(obj) => Ok((obj.meta.cls.clone(), obj.meta.id.clone())),
-                None => Err(missing(format!(
+            // Its object: its output, else the object it ran on (also when
+            // its answer shows none, e.g. a nested macro without output).
+            Target::Step(j) => match (&self.objects[*j], &self.reports[*j].target) {
+                (Some(obj), _) => Ok((obj.meta.cls.clone(), obj.meta.id.clone())),
+                (None, Some(ran_on)) => Ok((ran_on.cls.clone(), ran_on.oid.clone())),
+                (None, None) => Err(missing(format!(
                     "step `{}` targets step `{}`, which left no object",
                     step.name, self.dag.steps[*j].name
                 ))),

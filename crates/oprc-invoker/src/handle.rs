@@ -110,7 +110,7 @@ impl Handle {
     /// Routes, checks and admits a call.
     fn accept(&self, req: &InvocationRequest) -> Result<(Plan, OwnedSemaphorePermit), Error> {
         let shared = &self.shared;
-        shared.check_open()?;
+        shared.check_open(req.chain.is_some())?;
         match shared.router.route(self.target(req)) {
             Route::Local => {}
         }
@@ -358,9 +358,15 @@ impl Handle {
                 "this node does not accept calls from functions".into(),
             ));
         };
-        calls
+        let grant = calls
             .verify(token, now_ms())
-            .map_err(|e| Error::BadCallToken(e.to_string()))
+            .map_err(|e| Error::BadCallToken(e.to_string()))?;
+        if !self.shared.live_tasks.lock().contains(&grant.inv) {
+            return Err(Error::BadCallToken(
+                "the call token's task has ended: a token is good only while its task runs".into(),
+            ));
+        }
+        Ok(grant)
     }
 
     pub async fn object(&self, cls: &ClassKey, oid: &ObjectId) -> Result<ObjectRecord, Error> {

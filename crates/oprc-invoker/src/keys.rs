@@ -91,10 +91,17 @@ impl Keys {
 }
 
 /// Whether `again` may take the answer of `first`, under one key: the same
-/// request, or the same invocation (a macro step run again: its inputs
-/// may render differently, but it is the same step of the same macro).
+/// request, or the same invocation of the same binding on the same object
+/// (a macro step run again: its inputs may render differently, but it is
+/// the same step of the same macro; a step that is another call under the
+/// same name, after the package changed, is not).
 pub(crate) fn same_call(first: &InvocationRequest, again: &InvocationRequest) -> bool {
-    first.inv_id == again.inv_id || first.same_call(again)
+    let same_step = first.inv_id == again.inv_id
+        && first.cls == again.cls
+        && first.oid == again.oid
+        && first.fb == again.fb
+        && first.macro_revision == again.macro_revision;
+    same_step || first.same_call(again)
 }
 
 /// The refusal of a key used for `first` and now for another request.
@@ -130,6 +137,33 @@ mod tests {
             Some(ObjectId::new(oid).unwrap()),
             "f",
         )
+    }
+
+    #[test]
+    fn a_step_takes_the_answer_of_the_same_step_only() {
+        let mut first = req("a");
+        first.macro_revision = Some(7);
+        first.args.insert("n".into(), "1".into());
+        // The same step of the same macro, its inputs rendered otherwise.
+        let mut again = first.clone();
+        again.args.insert("n".into(), "2".into());
+        assert!(same_call(&first, &again));
+        // The same name in a changed macro, or another binding or object.
+        let changed = InvocationRequest {
+            macro_revision: Some(8),
+            ..again.clone()
+        };
+        assert!(!same_call(&first, &changed));
+        let other_fb = InvocationRequest {
+            fb: "g".into(),
+            ..again.clone()
+        };
+        assert!(!same_call(&first, &other_fb));
+        let other_object = InvocationRequest {
+            oid: Some(ObjectId::new("b").unwrap()),
+            ..again
+        };
+        assert!(!same_call(&first, &other_object));
     }
 
     #[tokio::test]

@@ -66,7 +66,7 @@ use std::time::Duration;
 pub use calls::{Calls, Grant, TOKEN_PREFIX, TokenError};
 pub use error::{Error, codes};
 pub use files::Files;
-pub use flow::STEP_KEY_PREFIX;
+pub use flow::{RESERVED_KEY_PREFIX, call_key};
 pub use handle::{Handle, Stats};
 pub use metrics::Metrics;
 pub use ports::{CallError, FunctionEngine};

@@ -57,6 +57,14 @@ impl Plan {
         self.catalog.class_shared(cls)
     }
 
+    /// The revision of the bound function (its fingerprint), when it is
+    /// not a builtin.
+    pub fn function_revision(&self) -> Option<u64> {
+        self.catalog
+            .function(&self.binding().function)
+            .map(|f| f.revision())
+    }
+
     /// The steps of a macro call.
     pub fn dag(&self) -> Option<&Arc<Dag>> {
         match &self.action {

@@ -60,6 +60,7 @@ impl Invoker {
             files: parts.files,
             calls: parts.calls,
             macros: Default::default(),
+            live_tasks: Default::default(),
             keys: Arc::default(),
             doing: Default::default(),
             tracker: TaskTracker::new(),

@@ -15,7 +15,7 @@ mod layout;
 mod metrics;
 mod token;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -159,7 +159,6 @@ pub async fn run(
     let addr = listener.local_addr().context("listener has no address")?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "node ready");
 
-    let ready = app.clone();
     // Small answers go out at once: without TCP_NODELAY a client that keeps
     // its connection waits ~40 ms (Nagle and delayed ACKs) for a relayed
     // file's body after its headers.
@@ -169,19 +168,32 @@ pub async fn run(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            ready.ready.store(false, Ordering::Relaxed);
-            tracing::info!("shutting down: draining http requests");
-        })
-        .await
-        .context("http server failed")?;
-
-    tracing::info!("draining invocations");
+    // The API stays up while the invoker drains: running tasks still call
+    // other objects and move their files through it (the invoker refuses
+    // new calls from clients meanwhile, and /readyz says so).
+    let stop_http = CancellationToken::new();
+    let mut http = tokio::spawn(
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stop_http.clone().cancelled_owned())
+            .into_future(),
+    );
+    tokio::select! {
+        () = shutdown => {}
+        served = &mut http => {
+            served.context("http server task failed")?.context("http server failed")?;
+            anyhow::bail!("the http server stopped by itself");
+        }
+    }
+    app.ready.store(false, Ordering::Relaxed);
+    tracing::info!("shutting down: draining invocations");
     collector_cancel.cancel();
     invoker_cancel.cancel();
     invoker_task.await.context("invoker task failed")?;
+    tracing::info!("draining http requests");
+    stop_http.cancel();
+    http.await
+        .context("http server task failed")?
+        .context("http server failed")?;
     collector_task.await.context("file collector task failed")?;
     tracing::info!("stopping function workers");
     engine_cancel.cancel();

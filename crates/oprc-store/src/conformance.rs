@@ -57,6 +57,7 @@ fn invocation(
             traceparent: None,
             caller: Default::default(),
             chain: None,
+            macro_revision: None,
         },
         response: InvocationResponse::status(inv_id, status),
         expires_at,

@@ -403,3 +403,29 @@ classes:
         ]
     );
 }
+
+#[test]
+fn macros_that_could_never_run_are_refused() {
+    // A step calling a class-level function, and a macro bound noMain:
+    // every step runs on an object, so neither could ever run.
+    check(
+        &Catalog::new(),
+        "name: p
+classes:
+  - name: c
+    functions:
+      - {name: m, function: .m}
+      - {name: m2, function: .m, noMain: true}
+functions:
+  - name: m
+    type: MACRO
+    macro:
+      steps:
+        - {function: new, target: '@'}
+",
+        r#"
+error: 12:22: functions[0].macro.steps[0].function: step `_0` calls `p.c.new`, a class-level function (noMain, like `new`); a step runs on an object
+error: 12:35: functions[0].macro.steps[0].target: macro `m2` is bound on `p.c` as a class-level call (noMain), so step `_0` has no main object to run on; bind the macro without noMain
+"#,
+    );
+}

@@ -40,7 +40,8 @@ mod template;
 pub use dag::{Dag, MAX_STEPS, StepPlan, Target};
 pub use progress::{Progress, StepStatus};
 pub use template::{
-    BodyTemplate, Kind, MAX_BODY_DEPTH, RenderError, Source, Sources, Substitution, Template,
+    BodyTemplate, Budget, Kind, MAX_BODY_DEPTH, MAX_RENDER_BYTES, RenderError, Source, Sources,
+    Substitution, Template,
 };
 
 use std::fmt;

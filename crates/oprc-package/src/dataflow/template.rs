@@ -141,8 +141,9 @@ impl Substitution {
     }
 
     /// The value the substitution stands for: the one node its path
-    /// matches, or an array of the nodes when it matches several.
-    pub fn resolve(&self, sources: &dyn Sources) -> Result<Value, RenderError> {
+    /// matches, or an array of the nodes when it matches several. What it
+    /// copies is taken from `budget` (an error once it is spent).
+    pub fn resolve(&self, sources: &dyn Sources, budget: &Budget) -> Result<Value, RenderError> {
         let data = sources.get(&self.source, self.kind).ok_or_else(|| {
             self.error(format!(
                 "no such data: `{}` has no {}",
@@ -150,6 +151,15 @@ impl Substitution {
             ))
         })?;
         let nodes = self.path.query(data).all();
+        for node in &nodes {
+            budget.spend(node).map_err(|()| {
+                self.error(format!(
+                    "renders more than {} bytes of JSON; the limit is {} for one step's \
+                     inputs (or the macro's answer)",
+                    budget.limit, budget.limit
+                ))
+            })?;
+        }
         match nodes.as_slice() {
             [] => Err(self.error("matched nothing".into())),
             [one] => Ok((*one).clone()),
@@ -162,6 +172,56 @@ impl Substitution {
             substitution: self.text.clone(),
             reason,
         }
+    }
+}
+
+/// Most bytes (as compact JSON) one rendering (a step's args and body, or
+/// the macro's answer) may copy out of its sources: a small request could
+/// otherwise make the node copy its body many times (`$..*` over a deep
+/// document, one substitution repeated).
+pub const MAX_RENDER_BYTES: usize = 16 * 1024 * 1024;
+
+/// What is left of a rendering's bytes ([`MAX_RENDER_BYTES`] by default).
+#[derive(Debug)]
+pub struct Budget {
+    limit: usize,
+    left: std::cell::Cell<usize>,
+}
+
+impl Budget {
+    pub fn new(bytes: usize) -> Self {
+        Self {
+            limit: bytes,
+            left: std::cell::Cell::new(bytes),
+        }
+    }
+
+    /// Takes the size of `v` (compact JSON), measured without copying it
+    /// and without going past what is left.
+    fn spend(&self, v: &Value) -> Result<(), ()> {
+        struct Counter(usize);
+        impl std::io::Write for Counter {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 = self
+                    .0
+                    .checked_sub(buf.len())
+                    .ok_or_else(|| std::io::Error::other("over budget"))?;
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut left = Counter(self.left.get());
+        serde_json::to_writer(&mut left, v).map_err(|_| ())?;
+        self.left.set(left.0);
+        Ok(())
+    }
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self::new(MAX_RENDER_BYTES)
     }
 }
 
@@ -261,11 +321,20 @@ impl Template {
     /// JSON string gives the string, of another JSON value its compact JSON
     /// text (`{"a":1}`, `[1,2]`, `true`, `null`); text around it is kept.
     pub fn render_string(&self, sources: &dyn Sources) -> Result<String, RenderError> {
+        self.render_string_within(sources, &Budget::default())
+    }
+
+    /// [`Template::render_string`], taking what it copies from `budget`.
+    pub fn render_string_within(
+        &self,
+        sources: &dyn Sources,
+        budget: &Budget,
+    ) -> Result<String, RenderError> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
-                Part::Sub(s) => match s.resolve(sources)? {
+                Part::Sub(s) => match s.resolve(sources, budget)? {
                     Value::String(text) => out.push_str(&text),
                     other => out.push_str(&other.to_string()),
                 },
@@ -278,9 +347,20 @@ impl Template {
     /// keeps its JSON type (`"${@|body|$.n}"` gives the number); otherwise
     /// a JSON string, spliced as in [`Template::render_string`].
     pub fn render_value(&self, sources: &dyn Sources) -> Result<Value, RenderError> {
+        self.render_value_within(sources, &Budget::default())
+    }
+
+    /// [`Template::render_value`], taking what it copies from `budget`.
+    pub fn render_value_within(
+        &self,
+        sources: &dyn Sources,
+        budget: &Budget,
+    ) -> Result<Value, RenderError> {
         match self.parts.as_slice() {
-            [Part::Sub(s)] => s.resolve(sources),
-            _ => self.render_string(sources).map(Value::String),
+            [Part::Sub(s)] => s.resolve(sources, budget),
+            _ => self
+                .render_string_within(sources, budget)
+                .map(Value::String),
         }
     }
 }
@@ -377,7 +457,16 @@ impl BodyTemplate {
     /// Renders the template; the first substitution that cannot be
     /// rendered is the error.
     pub fn render(&self, sources: &dyn Sources) -> Result<Value, RenderError> {
-        render(&self.root, sources)
+        self.render_within(sources, &Budget::default())
+    }
+
+    /// [`BodyTemplate::render`], taking what it copies from `budget`.
+    pub fn render_within(
+        &self,
+        sources: &dyn Sources,
+        budget: &Budget,
+    ) -> Result<Value, RenderError> {
+        render(&self.root, sources, budget)
     }
 }
 
@@ -420,20 +509,20 @@ fn node(v: &Value, path: String, depth: usize, problems: &mut Vec<Problem>) -> N
     }
 }
 
-fn render(n: &Node, sources: &dyn Sources) -> Result<Value, RenderError> {
+fn render(n: &Node, sources: &dyn Sources, budget: &Budget) -> Result<Value, RenderError> {
     Ok(match n {
         Node::Literal(v) => v.clone(),
-        Node::Text(t) => t.render_value(sources)?,
+        Node::Text(t) => t.render_value_within(sources, budget)?,
         Node::Array(items) => Value::Array(
             items
                 .iter()
-                .map(|item| render(item, sources))
+                .map(|item| render(item, sources, budget))
                 .collect::<Result<_, _>>()?,
         ),
         Node::Object(entries) => Value::Object(
             entries
                 .iter()
-                .map(|(k, item)| Ok((k.clone(), render(item, sources)?)))
+                .map(|(k, item)| Ok((k.clone(), render(item, sources, budget)?)))
                 .collect::<Result<_, RenderError>>()?,
         ),
     })

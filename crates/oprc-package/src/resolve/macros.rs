@@ -88,6 +88,18 @@ impl Resolver<'_> {
         // The class of each step's object, when known.
         let mut objects: Vec<Option<&ResolvedClass>> = Vec::with_capacity(dag.steps.len());
         for (k, step) in dag.steps.iter().enumerate() {
+            if b.binding.no_main && matches!(step.target, Target::Main | Target::Ref(_)) {
+                // The first step always targets `@` or `@.REF`.
+                out.push(StepProblem {
+                    step: k,
+                    field: "target",
+                    message: format!(
+                        "macro `{}` is bound on `{}` as a class-level call (noMain), so step \
+                         `{}` has no main object to run on; bind the macro without noMain",
+                        b.binding.name, b.class.key, step.name
+                    ),
+                });
+            }
             let target = match &step.target {
                 Target::Main => Some(b.class),
                 Target::Ref(r) => match b.class.refs.get(r) {
@@ -128,6 +140,17 @@ impl Resolver<'_> {
                 objects.push(None);
                 continue;
             };
+            if called.no_main {
+                out.push(StepProblem {
+                    step: k,
+                    field: "function",
+                    message: format!(
+                        "step `{}` calls `{}.{}`, a class-level function (noMain, like `new`); \
+                         a step runs on an object",
+                        step.name, t.key, called.name
+                    ),
+                });
+            }
             if let Some(why) = unreachable(b.caller, t, called) {
                 out.push(StepProblem {
                     step: k,

@@ -241,6 +241,11 @@ impl Flow {
         Flow { node, runs }
     }
 
+    /// The directory the functions record their runs in.
+    pub fn runs_dir(&self) -> &Path {
+        self.runs.path()
+    }
+
     /// Every run recorded so far, in no particular order.
     pub fn runs(&self) -> Vec<Value> {
         let mut out = Vec::new();

@@ -270,32 +270,73 @@ async fn with_token(
     )
 }
 
+/// A token of a task that is running: `token?hold=MS` writes it to the
+/// runs directory and holds its task; this waits for the file.
+async fn held_token(flow: &Flow) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        for entry in std::fs::read_dir(flow.runs_dir()).expect("read runs") {
+            let path = entry.expect("entry").path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("token-") && name.ends_with(".txt") {
+                return std::fs::read_to_string(&path).expect("token file");
+            }
+        }
+        assert!(Instant::now() < deadline, "the task never wrote its token");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
-async fn a_call_token_grants_invocation_routes_only() {
+async fn a_call_token_grants_invocation_routes_only_while_its_task_runs() {
     let flow = Flow::start(&[]).await;
     flow.node.new_object("f.node", r#"{"id": "o1"}"#).await;
-    let token = token_of(&flow, "o1", "token").await;
     let get = reqwest::Method::GET;
     let post = reqwest::Method::POST;
+    let task = flow.invoke("f.node", "o1", "token", "hold=3000", None);
+    let checks = async {
+        let token = held_token(&flow).await;
+        let (s, v) = with_token(
+            &flow,
+            post.clone(),
+            "/api/classes/f.node/objects/o1/invokes/peek?tag=tok",
+            &token,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "the token opens invocations: {v}");
+        assert_eq!(flow.tagged("tok").len(), 1);
+        for (method, path) in [
+            (get.clone(), "/api/classes/f.node/objects/o1"),
+            (get.clone(), "/api/classes/f.node/objects"),
+            (get.clone(), "/api/packages"),
+            (reqwest::Method::DELETE, "/api/classes/f.node/objects/o1"),
+        ] {
+            let (s, v) = with_token(&flow, method.clone(), path, &token).await;
+            assert_eq!(s, StatusCode::FORBIDDEN, "{method} {path}: {v}");
+            assert_eq!(v["error"]["code"], "forbidden", "{v}");
+        }
+        token
+    };
+    let ((s, v), token) = tokio::join!(task, checks);
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["body"]["token"], token.as_str(), "{v}");
+    // Its task has answered: the token is dead, long before its expiry.
     let (s, v) = with_token(
         &flow,
-        post.clone(),
-        "/api/classes/f.node/objects/o1/invokes/peek?tag=tok",
+        post,
+        "/api/classes/f.node/objects/o1/invokes/peek?tag=after",
         &token,
     )
     .await;
-    assert_eq!(s, StatusCode::OK, "the token opens invocations: {v}");
-    assert_eq!(flow.tagged("tok").len(), 1);
-    for (method, path) in [
-        (get.clone(), "/api/classes/f.node/objects/o1"),
-        (get.clone(), "/api/classes/f.node/objects"),
-        (get, "/api/packages"),
-        (reqwest::Method::DELETE, "/api/classes/f.node/objects/o1"),
-    ] {
-        let (s, v) = with_token(&flow, method.clone(), path, &token).await;
-        assert_eq!(s, StatusCode::FORBIDDEN, "{method} {path}: {v}");
-        assert_eq!(v["error"]["code"], "forbidden", "{v}");
-    }
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("task has ended"),
+        "{v}"
+    );
+    assert!(flow.tagged("after").is_empty());
     assert_eq!(
         flow.node.object("f.node", "o1").await["_meta"]["revision"],
         1
@@ -329,5 +370,67 @@ async fn a_call_token_is_refused_after_its_tasks_timeout() {
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
     assert_eq!(v["error"]["code"], "unauthorized", "{v}");
     assert!(flow.tagged("late").is_empty());
+    flow.node.stop().await;
+}
+
+/// A function's idempotency keys are its task's own: a client that knows
+/// the task's id and sends the key the SDK will use (`{task id}/1`) first
+/// takes nothing from it; keys in the node's namespace are refused.
+#[tokio::test]
+async fn a_client_cannot_take_a_functions_idempotency_keys() {
+    let flow = Flow::start(&[]).await;
+    flow.node
+        .new_object("f.node", r#"{"id": "v2", "data": {"count": 0}}"#)
+        .await;
+    flow.node.new_object("f.caller", r#"{"id": "v1"}"#).await;
+    // Hold v1 so the calling task runs after the client's call.
+    let (s, v) = flow
+        .send(
+            "/api/classes/f.caller/objects/v1/invokes/call?_async=true",
+            Some(&json!([{"cls": "f.node", "oid": "v2", "fn": "peek", "args": {"ms": "800"}}])),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let calls = json!([{"cls": "f.node", "oid": "v2", "fn": "mut", "args": {"tag": "by-fn"}}]);
+    let (s, v) = flow
+        .send(
+            "/api/classes/f.caller/objects/v1/invokes/call?_async=true",
+            Some(&calls),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let task = v["invId"].as_str().expect("invId").to_owned();
+    let (s, v) = flow
+        .send(
+            "/api/classes/f.node/objects/v2/invokes/peek?tag=client",
+            None,
+            Some(&format!("{task}/1")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let done = flow.node.wait_invocation(&task).await;
+    let result = &done["body"]["results"][0];
+    assert!(
+        result.get("error").is_none(),
+        "the function's call was spoiled: {done}"
+    );
+    assert_eq!(result["answer"]["status"], "SUCCEEDED", "{done}");
+    assert_eq!(flow.tagged("by-fn").len(), 1);
+    // The node's own namespace is closed to clients.
+    for key in [
+        format!("oprc.call/{task}/{task}/1"),
+        "oprc.step/x".to_owned(),
+    ] {
+        let (s, v) = flow
+            .send(
+                "/api/classes/f.node/objects/v2/invokes/peek",
+                None,
+                Some(&key),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{key}: {v}");
+    }
     flow.node.stop().await;
 }

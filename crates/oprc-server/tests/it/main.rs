@@ -12,6 +12,7 @@ mod dataflow;
 mod dataflow_access;
 mod dataflow_calls;
 mod dataflow_examples;
+mod dataflow_regressions;
 mod dataflow_runs;
 mod errors;
 mod examples;

@@ -53,6 +53,7 @@ fn queued(id: &str) -> Write {
             traceparent: None,
             caller: Default::default(),
             chain: None,
+            macro_revision: None,
         },
         response: InvocationResponse::status(inv_id, InvocationStatus::Queue),
         expires_at: i64::MAX,

@@ -352,3 +352,33 @@ proptest::proptest! {
         let _ = BodyTemplate::parse(&json!({"k": [text]}));
     }
 }
+
+#[test]
+fn renders_copy_at_most_their_budget() {
+    // `$..*` over a deep document copies each level again: bounded.
+    let mut deep = json!("x".repeat(1000));
+    for _ in 0..60 {
+        deep = json!([deep]);
+    }
+    let mut data = BTreeMap::new();
+    data.insert((Source::Main, Kind::Body), deep);
+    let every = BodyTemplate::parse(&json!({"all": "${@|body|$..*}"})).unwrap();
+    let small = crate::dataflow::Budget::new(20_000);
+    let e = every.render_within(&data, &small).unwrap_err();
+    assert_eq!(e.substitution, "${@|body|$..*}");
+    assert!(e.reason.contains("the limit is 20000"), "{e}");
+    // The same substitution repeated spends one budget.
+    let once = BodyTemplate::parse(&json!("${@|body|$}")).unwrap();
+    let twice = BodyTemplate::parse(&json!(["${@|body|$}", "${@|body|$}"])).unwrap();
+    assert!(
+        once.render_within(&data, &crate::dataflow::Budget::new(1200))
+            .is_ok()
+    );
+    assert!(
+        twice
+            .render_within(&data, &crate::dataflow::Budget::new(1200))
+            .is_err()
+    );
+    // The default is generous for ordinary inputs.
+    assert!(every.render(&data).is_ok());
+}
