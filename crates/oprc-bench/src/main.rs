@@ -22,7 +22,12 @@
 //! `oprc-bench files` is the file benchmark (issue 6): `concat` on files of
 //! 10 KiB to 16 MiB on an S3 server, through a node with presigned URLs,
 //! through a relaying node and as plain FaaS (see `files/mod.rs`).
+//!
+//! `oprc-bench dataflow` is the macro benchmark (issue 7): chains and a
+//! fan-out as macro calls against the same calls made by a client (see
+//! `dataflow/mod.rs`).
 
+mod dataflow;
 mod external;
 mod files;
 mod load;
@@ -78,6 +83,8 @@ struct Args {
 enum Command {
     /// Files on S3: redirect, relay and plain FaaS side by side (issue 6).
     Files(files::Args),
+    /// Macro chains and fan-out against client-side calls (issue 7).
+    Dataflow(dataflow::Args),
 }
 
 /// What one scenario measured, and where.
@@ -97,6 +104,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match args.command.take() {
         Some(Command::Files(files)) => rt.block_on(files::run(files)),
+        Some(Command::Dataflow(dataflow)) => rt.block_on(dataflow::run(dataflow)),
         None => rt.block_on(run(args)),
     }
 }

@@ -14,6 +14,8 @@ pub struct Req {
     pub uri: http::Uri,
     pub content_type: &'static str,
     pub body: Bytes,
+    /// Sent as `Idempotency-Key` when set.
+    pub idempotency_key: Option<String>,
 }
 
 impl Req {
@@ -23,6 +25,7 @@ impl Req {
             uri,
             content_type: "application/json",
             body,
+            idempotency_key: None,
         }
     }
 
@@ -32,6 +35,7 @@ impl Req {
             uri,
             content_type: "application/octet-stream",
             body,
+            idempotency_key: None,
         }
     }
 
@@ -41,7 +45,14 @@ impl Req {
             uri,
             content_type: "application/octet-stream",
             body: Bytes::new(),
+            idempotency_key: None,
         }
+    }
+
+    /// The same request under `Idempotency-Key: key`.
+    pub fn with_idempotency_key(mut self, key: String) -> Self {
+        self.idempotency_key = Some(key);
+        self
     }
 }
 
@@ -63,11 +74,14 @@ impl Http {
 
     /// Sends `req`; the status and the whole body.
     pub async fn send(&self, req: Req) -> anyhow::Result<(StatusCode, Bytes)> {
-        let r = http::Request::builder()
+        let mut r = http::Request::builder()
             .method(req.method)
             .uri(req.uri)
-            .header(http::header::CONTENT_TYPE, req.content_type)
-            .body(Full::new(req.body))?;
+            .header(http::header::CONTENT_TYPE, req.content_type);
+        if let Some(key) = req.idempotency_key {
+            r = r.header("idempotency-key", key);
+        }
+        let r = r.body(Full::new(req.body))?;
         let resp = self.client.request(r).await?;
         let status = resp.status();
         let body = resp.into_body().collect().await?.to_bytes();

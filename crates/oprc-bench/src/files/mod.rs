@@ -12,7 +12,7 @@
 //! a delaying TCP proxy (this kernel has no `netem`).
 
 mod cell;
-mod http;
+pub(crate) mod http;
 mod nodes;
 mod proxy;
 mod report;
@@ -124,7 +124,7 @@ fn content(len: usize) -> Bytes {
         .into()
 }
 
-fn node_bin(given: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
+pub(crate) fn node_bin(given: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
     let bin = match given {
         Some(p) => p.clone(),
         None => std::env::current_exe()?
