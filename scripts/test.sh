@@ -25,6 +25,12 @@ fi
 # real S3 server, s3s-fs; the tests fail without it.
 scripts/install-s3s-fs.sh
 
+# The PostgreSQL backend's conformance tests run against a real server:
+# the machine's, or a throwaway one started here; they fail without one.
+pg_env="$(scripts/ensure-postgres.sh)"
+export "${pg_env?}"
+say "postgresql for the tests: ${OPRC_TEST_POSTGRES}"
+
 say "python sdk tests"
 PYTHONPATH=sdk/python python3 -m unittest discover -s sdk/python/tests
 

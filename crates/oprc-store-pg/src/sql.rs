@@ -1,0 +1,120 @@
+//! The SQL of the store, one constant per statement. Every write of a batch
+//! is set-based: a batch's object writes are one statement over `UNNEST`ed
+//! arrays, its invocation records and idempotency keys another, whatever
+//! their number. Tables are in `migrations/`.
+
+/// A batch's object writes, one row per object (`plan.rs` folds several
+/// writes of one object into one). `expected` NULL: create (the row must be
+/// absent); else the stored revision must equal it. `revision` NULL:
+/// delete. Returns the objects written; one missing is a failed
+/// precondition, and the caller rolls the batch back.
+///
+/// Binds: cls text[], oid text[], expected int8[], revision int8[],
+/// record bytea[].
+pub(crate) const WRITE_OBJECTS: &str = r#"
+WITH u AS (
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::bytea[])
+        AS u(cls, oid, expected, revision, record)
+), ins AS (
+    INSERT INTO oprc_objects (cls, oid, revision, record)
+    SELECT cls, oid, revision, record FROM u WHERE expected IS NULL
+    ON CONFLICT (cls, oid) DO NOTHING
+    RETURNING cls, oid
+), upd AS (
+    UPDATE oprc_objects o SET revision = u.revision, record = u.record
+    FROM u
+    WHERE u.expected IS NOT NULL AND u.revision IS NOT NULL
+      AND o.cls = u.cls AND o.oid = u.oid AND o.revision = u.expected
+    RETURNING o.cls, o.oid
+), del AS (
+    DELETE FROM oprc_objects o USING u
+    WHERE u.expected IS NOT NULL AND u.revision IS NULL
+      AND o.cls = u.cls AND o.oid = u.oid AND o.revision = u.expected
+    RETURNING o.cls, o.oid
+)
+SELECT cls, oid FROM ins
+UNION ALL SELECT cls, oid FROM upd
+UNION ALL SELECT cls, oid FROM del
+"#;
+
+/// A batch's invocation records (one row per id) and idempotency keys.
+/// A stored terminal record is only replaced by a terminal one. A key is
+/// indexed unless it is already taken (the first invocation wins); a
+/// `conditional` key only if the stored record is not terminal (it came
+/// with a non-terminal write, which that record refuses). Every part of
+/// the statement sees the state from before it.
+///
+/// Binds: id text[], record bytea[], terminal bool[], expires_at int8[],
+/// key text[], key's invocation text[], conditional bool[].
+pub(crate) const WRITE_INVOCATIONS: &str = r#"
+WITH keys AS (
+    INSERT INTO oprc_idempotency (key, invocation_id)
+    SELECT k.key, k.id
+    FROM UNNEST($5::text[], $6::text[], $7::bool[]) AS k(key, id, conditional)
+    WHERE NOT k.conditional
+       OR NOT EXISTS (SELECT 1 FROM oprc_invocations i WHERE i.id = k.id AND i.terminal)
+    ON CONFLICT (key) DO NOTHING
+)
+INSERT INTO oprc_invocations (id, record, terminal, expires_at)
+SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::bool[], $4::int8[])
+ON CONFLICT (id) DO UPDATE
+    SET record = EXCLUDED.record, terminal = EXCLUDED.terminal, expires_at = EXCLUDED.expires_at
+    WHERE EXCLUDED.terminal OR NOT oprc_invocations.terminal
+"#;
+
+/// Deletes at most $2 records expired before $1, oldest first, and the
+/// idempotency keys that point to them. The outer `expires_at` test makes
+/// a record rewritten meanwhile (with a later expiry) survive.
+pub(crate) const PURGE: &str = r#"
+WITH doomed AS (
+    SELECT id FROM oprc_invocations
+    WHERE expires_at < $1
+    ORDER BY expires_at, id
+    LIMIT $2
+), gone AS (
+    DELETE FROM oprc_invocations i USING doomed d
+    WHERE i.id = d.id AND i.expires_at < $1
+    RETURNING i.id
+), keys AS (
+    DELETE FROM oprc_idempotency WHERE invocation_id IN (SELECT id FROM gone)
+)
+SELECT count(*) FROM gone
+"#;
+
+pub(crate) const GET_OBJECT: &str = "SELECT record FROM oprc_objects WHERE cls = $1 AND oid = $2";
+
+/// Keyset pagination: $2 NULL for the first page; $3 is one more than the
+/// page, to learn whether another follows.
+pub(crate) const LIST_OBJECTS: &str = r#"
+SELECT oid, record FROM oprc_objects
+WHERE cls = $1 AND ($2::text IS NULL OR oid > $2)
+ORDER BY oid
+LIMIT $3
+"#;
+
+pub(crate) const GET_INVOCATION: &str = "SELECT record FROM oprc_invocations WHERE id = $1";
+
+pub(crate) const FIND_KEY: &str = "SELECT invocation_id FROM oprc_idempotency WHERE key = $1";
+
+pub(crate) const PUT_PACKAGE: &str = r#"
+INSERT INTO oprc_packages (name, source) VALUES ($1, $2)
+ON CONFLICT (name) DO UPDATE SET source = EXCLUDED.source
+"#;
+
+pub(crate) const DELETE_PACKAGE: &str = "DELETE FROM oprc_packages WHERE name = $1";
+
+pub(crate) const LIST_PACKAGES: &str = "SELECT name, source FROM oprc_packages ORDER BY name";
+
+pub(crate) const INSERT_LAYOUT: &str =
+    "INSERT INTO oprc_layout (singleton, layout) VALUES (TRUE, $1) ON CONFLICT DO NOTHING";
+
+pub(crate) const LOCK_LAYOUT: &str = "SELECT layout FROM oprc_layout FOR UPDATE";
+
+pub(crate) const UPDATE_LAYOUT: &str = "UPDATE oprc_layout SET layout = $1";
+
+/// Whether migrations were ever applied (the table of applied versions).
+pub(crate) const HAS_SCHEMA: &str = "SELECT to_regclass('_sqlx_migrations') IS NOT NULL";
+
+/// The newest schema version applied to the database.
+pub(crate) const SCHEMA_VERSION: &str =
+    "SELECT COALESCE(MAX(version), 0)::int8 FROM _sqlx_migrations WHERE success";
