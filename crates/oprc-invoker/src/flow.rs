@@ -108,23 +108,36 @@ pub(crate) fn step_classes(
     out
 }
 
-/// The data substitutions read: the macro's own (`@`) and its steps'.
+/// The data substitutions read: the macro's own (`@`) and its steps'. Only
+/// what some substitution of the macro reads is kept (copied): a step's
+/// output object nobody reads stays where it is.
 #[derive(Debug, Default)]
 pub(crate) struct Data {
     main_args: Value,
     main_body: Option<Value>,
     main_output: Option<Value>,
     names: HashMap<String, usize>,
-    pub steps: Vec<StepData>,
+    steps: Vec<StepData>,
+    /// What the substitutions read of each step, by [`kind_index`].
+    step_reads: Vec<[bool; 3]>,
+}
+
+/// `args`, `body`, `output` as indices.
+fn kind_index(kind: Kind) -> usize {
+    match kind {
+        Kind::Args => 0,
+        Kind::Body => 1,
+        Kind::Output => 2,
+    }
 }
 
 /// What one step left: the args it was called with, the body its function
 /// answered, its object after it ran.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct StepData {
-    pub args: Option<Value>,
-    pub body: Option<Value>,
-    pub output: Option<Value>,
+struct StepData {
+    args: Option<Value>,
+    body: Option<Value>,
+    output: Option<Value>,
 }
 
 impl Data {
@@ -135,17 +148,60 @@ impl Data {
         defaults: &BTreeMap<String, String>,
         main: Option<&ObjectRecord>,
     ) -> Self {
+        let names: HashMap<String, usize> = dag
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        let mut main_reads = [false; 3];
+        let mut step_reads = vec![[false; 3]; dag.steps.len()];
+        let subs = dag
+            .steps
+            .iter()
+            .flat_map(|s| {
+                let args = s.args.values().flat_map(|t| t.substitutions());
+                let body = s.body.iter().flat_map(|b| b.substitutions());
+                args.chain(body)
+            })
+            .chain(dag.body.iter().flat_map(|b| b.substitutions()));
+        for sub in subs {
+            let reads = match &sub.source {
+                Source::Main => Some(&mut main_reads),
+                Source::Step(name) => names.get(name).and_then(|&i| step_reads.get_mut(i)),
+            };
+            if let Some(reads) = reads {
+                reads[kind_index(sub.kind)] = true;
+            }
+        }
         Self {
-            main_args: args_value(&crate::apply::merge_args(defaults, &req.args)),
-            main_body: req.body.clone(),
-            main_output: main.map(record_value),
-            names: dag
-                .steps
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (s.name.clone(), i))
-                .collect(),
+            main_args: if main_reads[0] {
+                args_value(&crate::apply::merge_args(defaults, &req.args))
+            } else {
+                Value::Null
+            },
+            main_body: req.body.clone().filter(|_| main_reads[1]),
+            main_output: main.filter(|_| main_reads[2]).map(record_value),
+            names,
             steps: vec![StepData::default(); dag.steps.len()],
+            step_reads,
+        }
+    }
+
+    /// Keeps `kind` of step `step` (made by `value`) if a substitution
+    /// reads it.
+    pub fn keep(&mut self, step: usize, kind: Kind, value: impl FnOnce() -> Option<Value>) {
+        let read = self
+            .step_reads
+            .get(step)
+            .is_some_and(|r| r[kind_index(kind)]);
+        if let (true, Some(data)) = (read, self.steps.get_mut(step)) {
+            let slot = match kind {
+                Kind::Args => &mut data.args,
+                Kind::Body => &mut data.body,
+                Kind::Output => &mut data.output,
+            };
+            *slot = value();
         }
     }
 }
@@ -225,6 +281,43 @@ pub(crate) fn failure_of(steps: &[StepReport]) -> Option<InvocationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_data_a_substitution_reads_is_kept() {
+        let spec: oprc_package::model::MacroSpec = serde_json::from_value(serde_json::json!({
+            "steps": [
+                {"function": "f", "as": "a"},
+                {"function": "g", "as": "b", "args": {"x": "${a|body|$.n}"}},
+            ],
+            "bodyTemplate": {"y": "${b|output|$.data}", "z": "${@|args|$.q}"},
+        }))
+        .unwrap();
+        let dag = Dag::build(&spec).unwrap();
+        let cls = oprc_core::ClassKey::new("p.c").unwrap();
+        let mut req = InvocationRequest::new(cls.clone(), None, "m");
+        req.args.insert("q".into(), "1".into());
+        req.body = Some(serde_json::json!({"big": true}));
+        let main = ObjectRecord::new(cls, ObjectId::new("o").unwrap(), serde_json::json!({}));
+        let mut data = Data::new(&dag, &req, &BTreeMap::new(), Some(&main));
+        // `@`: args are read, body and output are not.
+        assert_eq!(
+            data.get(&Source::Main, Kind::Args),
+            Some(&serde_json::json!({"q": "1"}))
+        );
+        assert_eq!(data.get(&Source::Main, Kind::Body), None);
+        assert_eq!(data.get(&Source::Main, Kind::Output), None);
+        let v = || Some(serde_json::json!({"n": 1}));
+        for kind in [Kind::Args, Kind::Body, Kind::Output] {
+            data.keep(0, kind, v);
+            data.keep(1, kind, v);
+        }
+        let a = Source::Step("a".into());
+        let b = Source::Step("b".into());
+        assert!(data.get(&a, Kind::Body).is_some());
+        assert!(data.get(&a, Kind::Output).is_none() && data.get(&a, Kind::Args).is_none());
+        assert!(data.get(&b, Kind::Output).is_some());
+        assert!(data.get(&b, Kind::Body).is_none() && data.get(&b, Kind::Args).is_none());
+    }
 
     #[test]
     fn step_ids_derive_from_the_key_or_the_invocation() {

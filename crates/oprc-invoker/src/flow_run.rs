@@ -20,7 +20,7 @@ use oprc_core::{
     Caller, InvocationError, InvocationId, InvocationRequest, InvocationResponse, InvocationStats,
     InvocationStatus, ObjectId, ObjectRecord, ObjectRef, StepReport,
 };
-use oprc_package::dataflow::{Budget, Dag, Progress, StepStatus, Target};
+use oprc_package::dataflow::{Budget, Dag, Kind, Progress, StepStatus, Target};
 use oprc_store::ErrorKind;
 
 use crate::Error;
@@ -204,7 +204,8 @@ impl<'a> Run<'a> {
                             cls: step_req.cls.clone(),
                             oid,
                         });
-                        self.data.steps[i].args = Some(flow::args_value(&step_req.args));
+                        self.data
+                            .keep(i, Kind::Args, || Some(flow::args_value(&step_req.args)));
                         let h = self.h.clone();
                         let is_async = self.is_async;
                         running.push(async move { (i, call_step(&h, step_req, is_async).await) });
@@ -361,9 +362,10 @@ impl<'a> Run<'a> {
             }
             None => resp.main,
         };
-        let data = &mut self.data.steps[i];
-        data.body = resp.body;
-        data.output = obj.as_ref().map(flow::record_value);
+        let body = resp.body;
+        self.data.keep(i, Kind::Body, || body);
+        self.data
+            .keep(i, Kind::Output, || obj.as_ref().map(flow::record_value));
         self.objects[i] = obj;
     }
 

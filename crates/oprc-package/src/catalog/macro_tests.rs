@@ -3,21 +3,9 @@
 
 use oprc_core::FunctionKey;
 
+use super::tests::{apply, doc};
 use super::*;
 use crate::dataflow::Target;
-
-#[track_caller]
-fn doc(source: &str) -> Document {
-    parse(source).unwrap_or_else(|d| panic!("{d:#?}"))
-}
-
-#[track_caller]
-fn apply(catalog: &Catalog, source: &str) -> Catalog {
-    catalog
-        .apply(&doc(source))
-        .unwrap_or_else(|d| panic!("{d:#?}"))
-        .catalog
-}
 
 /// Every diagnostic of parsing and applying `source`, one per line.
 #[track_caller]

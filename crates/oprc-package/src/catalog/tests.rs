@@ -4,12 +4,12 @@ use super::*;
 use crate::FunctionType;
 
 #[track_caller]
-fn doc(source: &str) -> Document {
+pub(super) fn doc(source: &str) -> Document {
     parse(source).unwrap_or_else(|d| panic!("{d:#?}"))
 }
 
 #[track_caller]
-fn apply(catalog: &Catalog, source: &str) -> Catalog {
+pub(super) fn apply(catalog: &Catalog, source: &str) -> Catalog {
     catalog
         .apply(&doc(source))
         .unwrap_or_else(|d| panic!("{d:#?}"))
