@@ -415,15 +415,32 @@ impl<'a> Run<'a> {
 }
 
 /// Calls one step, waiting out a full node or a storage outage: a few
-/// times for a sync macro, until the node stops for an async one.
+/// times for a sync macro, until the node stops for an async one. A keyed
+/// step whose commit failed for storage (`storage_unavailable`: nothing,
+/// or perhaps something, was stored) runs again under its key, which says
+/// whether it was; an async macro never skips a step for it.
 async fn call_step(
     h: &Handle,
     req: InvocationRequest,
     is_async: bool,
 ) -> Result<InvocationResponse, Error> {
+    let keyed = req.idempotency_key.is_some();
     let mut attempt = 0;
     loop {
         let wait = match h.invoke(req.clone()).await {
+            Ok(resp)
+                if keyed
+                    && resp.status == InvocationStatus::Failed
+                    && resp
+                        .error
+                        .as_ref()
+                        .is_some_and(|e| e.code == codes::STORAGE) =>
+            {
+                if !is_async && attempt + 1 >= SYNC_STEP_ATTEMPTS {
+                    return Ok(resp);
+                }
+                backoff(attempt)
+            }
             Err(Error::Overloaded { retry_after, .. }) => retry_after.min(Duration::from_secs(1)),
             Err(Error::Storage(e))
                 if matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Timeout) =>

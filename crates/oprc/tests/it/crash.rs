@@ -69,7 +69,7 @@ fn accepted_async_calls_survive_sigkill_in_write_behind_mode() {
 /// `seq_package` plus a macro `chain` on `crash.log` whose `STEPS` steps
 /// each append their index to the main object, one after the other (each
 /// step's args read the previous step's answer, so it depends on it).
-fn chain_package(steps: usize) -> String {
+pub fn chain_package(steps: usize) -> String {
     let mut macro_steps = String::new();
     for i in 0..steps {
         let after = if i == 0 {

@@ -78,6 +78,56 @@ fn storage_faults_heal_and_every_accepted_call_applies_once() {
     );
 }
 
+/// Async macros while loads and commits fail at random: every accepted
+/// macro ends SUCCEEDED, with each of its steps applied exactly once, in
+/// order (a step whose commit failed is run again, never skipped).
+#[test]
+fn async_macros_under_storage_faults_apply_each_step_once() {
+    const OBJECTS: usize = 4;
+    const STEPS: usize = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let package = crate::crash::chain_package(STEPS);
+    let node = Proc::start(&Start {
+        dir: dir.path(),
+        args: &[],
+        env: &[("OPRC_FAULT_INJECTION", "unavailable:300:3000")],
+        packages: &[&package],
+    });
+    // Creating and submitting may meet a fault too: try again.
+    let retry = |path: &str, body: &str, ok: &[u16]| -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match node.post(path, body) {
+                Some((s, v)) if ok.contains(&s) => return v,
+                Some((503, _)) => {}
+                other => panic!("{path}: {other:?}"),
+            }
+            assert!(Instant::now() < deadline, "{path} never succeeded");
+        }
+    };
+    let mut accepted = Vec::new();
+    for o in 0..OBJECTS {
+        let body = format!(r#"{{"id": "m{o}"}}"#);
+        retry("/api/classes/crash.log/invokes/new", &body, &[200, 409]);
+        let path = format!("/api/classes/crash.log/objects/m{o}/invokes/chain?_async=true");
+        let v = retry(&path, "", &[202]);
+        accepted.push(v["invId"].as_str().unwrap().to_owned());
+    }
+    for end in node.wait_all(&accepted, Duration::from_secs(120)) {
+        assert_eq!(
+            end["status"], "SUCCEEDED",
+            "a failed commit is not a failed step: {end}"
+        );
+    }
+    for o in 0..OBJECTS {
+        assert_eq!(
+            seqs(&node, &format!("m{o}")),
+            (0..STEPS as u64).collect::<Vec<u64>>(),
+            "each step of m{o}'s macro applied once, in order"
+        );
+    }
+}
+
 /// Data written with one partition count is refused by a node started
 /// with another, with a message naming the setting; the original count
 /// still works.
