@@ -139,3 +139,34 @@ async fn calls_from_functions_still_reach_the_node_while_it_drains() {
     );
     node.stop().await;
 }
+
+/// G10: a sync macro whose client hangs up in the middle of its first
+/// step still runs to its end: its second step runs, each step once.
+#[tokio::test]
+async fn a_macro_runs_to_its_end_when_its_client_hangs_up() {
+    let flow = Flow::start(&[]).await;
+    flow.node.new_object("f.node", r#"{"id": "m"}"#).await;
+    flow.warm_up("m").await;
+    let dropped = flow
+        .node
+        .client
+        .post(format!(
+            "{}/api/classes/f.node/objects/m/invokes/slowchain",
+            flow.node.url
+        ))
+        .timeout(Duration::from_millis(100))
+        .send()
+        .await;
+    assert!(dropped.is_err(), "the client gave up before the answer");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while flow.tagged("b").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the macro stopped with its client"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(flow.tagged("a").len(), 1);
+    assert_eq!(flow.tagged("b").len(), 1);
+    flow.node.stop().await;
+}
