@@ -105,6 +105,10 @@ pub(crate) const DELETE_PACKAGE: &str = "DELETE FROM oprc_packages WHERE name = 
 
 pub(crate) const LIST_PACKAGES: &str = "SELECT name, source FROM oprc_packages ORDER BY name";
 
+pub(crate) const PACKAGES_VERSION: &str = "SELECT version FROM oprc_packages_version";
+
+pub(crate) const PING: &str = "SELECT 1";
+
 pub(crate) const INSERT_LAYOUT: &str =
     "INSERT INTO oprc_layout (singleton, layout) VALUES (TRUE, $1) ON CONFLICT DO NOTHING";
 

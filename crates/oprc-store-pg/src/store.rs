@@ -22,7 +22,7 @@ use crate::writer::{Counters, Job, Writer};
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Counters of the writer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stats {
     /// Transactions committed (one per group).
     pub commits: u64,
@@ -30,6 +30,9 @@ pub struct Stats {
     pub requests: u64,
     /// Transactions that waited for their WAL flush.
     pub durable_commits: u64,
+    /// Seconds spent in transactions; over `commits`, the mean
+    /// transaction latency.
+    pub transaction_seconds: f64,
 }
 
 /// The PostgreSQL store. Cheap to clone; the writer task stops when the
@@ -96,6 +99,10 @@ impl PgStore {
             server_async: setting == "off",
             url: redacted.clone(),
             stats: stats.clone(),
+            deadline: options
+                .statement_timeout
+                .max(std::time::Duration::from_secs(1))
+                + std::time::Duration::from_secs(5),
         };
         // Ends when the last `PgStore` drops its sender; nothing to join
         // (the answers it owes went out after each commit).
@@ -119,7 +126,25 @@ impl PgStore {
             commits: s.commits.load(Ordering::Relaxed),
             requests: s.requests.load(Ordering::Relaxed),
             durable_commits: s.durable_commits.load(Ordering::Relaxed),
+            transaction_seconds: s.transaction_micros.load(Ordering::Relaxed) as f64 / 1e6,
         }
+    }
+
+    /// Whether the server answers a trivial query now (the node's
+    /// readiness check).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query(sql::PING)
+            .execute(&self.inner.pool)
+            .await
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Connections of the pool: `(open, idle)`; in use is the
+    /// difference.
+    pub fn pool_connections(&self) -> (u32, u32) {
+        let pool = &self.inner.pool;
+        (pool.size(), pool.num_idle() as u32)
     }
 
     /// Closes the pool: calls after this answer `Unavailable`.
@@ -316,5 +341,13 @@ impl StateStore for PgStore {
             .fetch_all(&self.inner.pool)
             .await
             .map_err(|e| self.err(e))
+    }
+
+    async fn packages_version(&self) -> Result<Option<u64>> {
+        let v: i64 = sqlx::query_scalar(sql::PACKAGES_VERSION)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(Some(v.max(0) as u64))
     }
 }

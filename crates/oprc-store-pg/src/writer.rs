@@ -47,6 +47,9 @@ pub(crate) struct Counters {
     pub commits: AtomicU64,
     pub requests: AtomicU64,
     pub durable_commits: AtomicU64,
+    /// Time spent in transactions (from BEGIN to the end of COMMIT), in
+    /// microseconds.
+    pub transaction_micros: AtomicU64,
 }
 
 pub(crate) struct Writer {
@@ -59,6 +62,10 @@ pub(crate) struct Writer {
     /// Redacted.
     pub url: String,
     pub stats: Arc<Counters>,
+    /// A group's transaction that has not ended by then is given up (its
+    /// outcome unknown): a server that stopped answering without closing
+    /// the connection must not hold every commit behind it.
+    pub deadline: std::time::Duration,
 }
 
 /// Why a batch did not apply.
@@ -115,7 +122,28 @@ impl Writer {
         let required = planned
             .iter()
             .any(|(j, _)| j.batch.durability == Durability::Required);
-        match self.attempt(&planned, durable, required).await {
+        let started = std::time::Instant::now();
+        let attempted = match tokio::time::timeout(
+            self.deadline,
+            self.attempt(&planned, durable, required),
+        )
+        .await
+        {
+            Ok(attempted) => attempted,
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "postgresql at {} did not answer within {}s; the commit's outcome is unknown",
+                    self.url,
+                    self.deadline.as_secs()
+                ),
+            )),
+        };
+        self.stats.transaction_micros.fetch_add(
+            started.elapsed().as_micros().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
+        match attempted {
             Ok(results) => {
                 // (A lone failed batch rolled its transaction back.)
                 if results.iter().any(Result::is_ok) {

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use oprc_core::{ClassKey, ObjectId, PartitionId};
 use oprc_store::{Error, ErrorKind, Result};
 use parking_lot::Mutex;
-use redb::{Database, ReadTransaction, TableDefinition};
+use redb::{Database, ReadTransaction, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, watch};
 
 use crate::Options;
@@ -40,6 +40,9 @@ pub(crate) const DEDUP_BY_TS: TableDefinition<(i64, &str), ()> =
 /// Settings stored with the data, JSON by name (`layout`: [`oprc_store::Layout`]).
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub(crate) const LAYOUT_KEY: &str = "layout";
+/// The identity of this database's invocation log, made when the database
+/// is created (see [`Store::log_identity`]).
+pub(crate) const LOG_ID_KEY: &str = "log-id";
 
 pub(crate) fn object_key(cls: &ClassKey, oid: &ObjectId) -> String {
     let mut k = String::with_capacity(cls.as_str().len() + oid.as_str().len() + 1);
@@ -77,6 +80,7 @@ struct Inner {
     closed: watch::Receiver<bool>,
     tx: mpsc::Sender<Op>,
     heads: Arc<Mutex<HashMap<u16, watch::Sender<u64>>>>,
+    log_identity: String,
 }
 
 impl Store {
@@ -101,7 +105,7 @@ impl Store {
             e
         })?;
         let db = Arc::new(db);
-        create_tables(&db)?;
+        let log_identity = create_tables(&db)?;
         let heads: Arc<Mutex<HashMap<u16, watch::Sender<u64>>>> = Arc::default();
         let (tx, rx) = mpsc::channel(4096);
         let wake = heads.clone();
@@ -144,8 +148,16 @@ impl Store {
                 closed,
                 tx,
                 heads,
+                log_identity,
             }),
         })
+    }
+
+    /// The identity of the invocation log in this database
+    /// (`embedded:UUID`), made when the database was created: a new
+    /// database is another log, whose offsets start again at 1.
+    pub fn log_identity(&self) -> &str {
+        &self.inner.log_identity
     }
 
     /// Commits (transactions) so far, and the write requests they served:
@@ -232,7 +244,10 @@ fn spawn_flusher(
         .map_err(|e| Error::with_source(ErrorKind::Internal, "cannot start flusher thread", e))
 }
 
-pub(crate) fn create_tables(db: &Database) -> Result<()> {
+/// Creates the tables a new database lacks; returns the log's identity
+/// (made here for a new database, or one written by a version that did not
+/// make it).
+pub(crate) fn create_tables(db: &Database) -> Result<String> {
     let txn = db.begin_write().map_err(storage)?;
     txn.open_table(OBJECTS).map_err(storage)?;
     txn.open_table(INVOCATIONS).map_err(storage)?;
@@ -243,6 +258,21 @@ pub(crate) fn create_tables(db: &Database) -> Result<()> {
     txn.open_table(LOG_POSITIONS).map_err(storage)?;
     txn.open_table(DEDUP).map_err(storage)?;
     txn.open_table(DEDUP_BY_TS).map_err(storage)?;
-    txn.open_table(META).map_err(storage)?;
-    txn.commit().map_err(storage)
+    let identity = {
+        let mut meta = txn.open_table(META).map_err(storage)?;
+        let stored = meta
+            .get(LOG_ID_KEY)
+            .map_err(storage)?
+            .map(|v| String::from_utf8_lossy(v.value()).into_owned());
+        match stored {
+            Some(id) => id,
+            None => {
+                let id = format!("embedded:{}", uuid::Uuid::now_v7());
+                meta.insert(LOG_ID_KEY, id.as_bytes()).map_err(storage)?;
+                id
+            }
+        }
+    };
+    txn.commit().map_err(storage)?;
+    Ok(identity)
 }

@@ -423,6 +423,7 @@ async fn layout_is_stored_once(s: &dyn StateStore) {
     let layout = |partitions, blobs: Option<&str>| Layout {
         partitions,
         blobs: blobs.map(Into::into),
+        log: None,
     };
     // A fresh store takes the proposed layout; one without a blob store is
     // what older versions stored.
@@ -439,6 +440,17 @@ async fn layout_is_stored_once(s: &dyn StateStore) {
     assert_eq!(s.layout(&layout(8, None)).await.unwrap(), full);
     assert_eq!(s.layout(&old).await.unwrap(), full);
     assert_eq!(s.layout(&full).await.unwrap(), full);
+    // The log identity is adopted once, then never replaced.
+    let with_log = Layout {
+        log: Some("embedded:one".into()),
+        ..full.clone()
+    };
+    assert_eq!(s.layout(&with_log).await.unwrap(), with_log);
+    let other_log = Layout {
+        log: Some("nats:S@2".into()),
+        ..full.clone()
+    };
+    assert_eq!(s.layout(&other_log).await.unwrap(), with_log);
 }
 
 async fn packages(s: &dyn StateStore) {
@@ -455,4 +467,14 @@ async fn packages(s: &dyn StateStore) {
     );
     assert!(s.delete_package("a").await.unwrap());
     assert!(!s.delete_package("a").await.unwrap());
+    // A shared store's change counter moves with every change, and only
+    // then; a store of one node has none.
+    if let Some(before) = s.packages_version().await.unwrap() {
+        assert_eq!(s.packages_version().await.unwrap(), Some(before));
+        s.put_package("c", "name: c").await.unwrap();
+        let after_put = s.packages_version().await.unwrap().unwrap();
+        assert_ne!(after_put, before);
+        s.delete_package("c").await.unwrap();
+        assert_ne!(s.packages_version().await.unwrap().unwrap(), after_put);
+    }
 }

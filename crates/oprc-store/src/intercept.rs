@@ -76,4 +76,7 @@ impl<S: StateStore, I: Intercept> StateStore for Intercepted<S, I> {
     async fn list_packages(&self) -> Result<Vec<(String, String)>> {
         self.inner.list_packages().await
     }
+    async fn packages_version(&self) -> Result<Option<u64>> {
+        self.inner.packages_version().await
+    }
 }

@@ -7,7 +7,8 @@ use crate::Result;
 /// A message of the invocation log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
-    /// Position in its partition: 1, 2, 3, ... in append order.
+    /// Position in its partition: at least 1 and strictly increasing in
+    /// append order, not necessarily by one.
     pub offset: u64,
     pub payload: Bytes,
 }
@@ -27,9 +28,12 @@ pub struct Appended {
 
 /// Durable, partitioned, ordered log of accepted async invocations.
 ///
-/// Offsets start at 1 and grow by one per append within a partition. The
-/// consumer's committed position survives restarts; entries at or below it
-/// may be trimmed.
+/// Offsets are at least 1 and strictly increasing within a partition, in
+/// append order, but not necessarily by one: a backend may share one
+/// sequence among its partitions (JetStream's stream sequence), so a
+/// partition's offsets can have gaps. Readers go on from the last offset
+/// they got, plus one. The consumer's committed position survives
+/// restarts; entries at or below it may be trimmed.
 #[async_trait]
 pub trait InvocationLog: Send + Sync + 'static {
     /// Appends durably unless `dedup_id` was appended before, to any
@@ -42,8 +46,9 @@ pub trait InvocationLog: Send + Sync + 'static {
         payload: Bytes,
     ) -> Result<Appended>;
 
-    /// Entries with offset >= `from`, at most `max`, in order. Waits until at
-    /// least one exists; cancel-safe (drop the future to stop waiting).
+    /// Entries with offset >= `from`, at most `max`, in order, none skipped
+    /// (it may answer fewer than exist). Waits until at least one exists;
+    /// cancel-safe (drop the future to stop waiting).
     async fn read(&self, partition: PartitionId, from: u64, max: usize) -> Result<Vec<LogEntry>>;
 
     /// The entry at `offset`, if it is still kept.
@@ -52,6 +57,9 @@ pub trait InvocationLog: Send + Sync + 'static {
     /// Records that every entry up to and including `offset` is applied.
     async fn commit_position(&self, partition: PartitionId, offset: u64) -> Result<()>;
 
-    /// The last committed position (0 if none).
+    /// The last committed position (0 if none), or a position above it
+    /// that skips no uncommitted entry: with gaps between a partition's
+    /// offsets it may stand in the gap after the last commit. Reading from
+    /// it plus one never misses an entry not committed.
     async fn committed_position(&self, partition: PartitionId) -> Result<u64>;
 }

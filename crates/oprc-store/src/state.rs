@@ -102,6 +102,13 @@ pub struct Layout {
     /// its blob store yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blobs: Option<String>,
+    /// The identity of the invocation log whose offsets the objects'
+    /// `lastOffset` count (e.g. `embedded:UUID` or
+    /// `nats:STREAM@CREATED`): with another log, or a recreated one whose
+    /// offsets restarted, replays would skip calls. `None`: not recorded
+    /// (a layout stored by an older version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
 }
 
 impl Layout {
@@ -111,11 +118,22 @@ impl Layout {
     /// conflict, which the caller reports: a refused proposal changes
     /// nothing).
     pub fn adopt(&self, proposed: &Layout) -> Option<Layout> {
-        let missing = self.blobs.is_none() && proposed.blobs.is_some();
-        let agrees = self.partitions == proposed.partitions;
-        (missing && agrees).then(|| Layout {
-            blobs: proposed.blobs.clone(),
-            ..self.clone()
+        /// Whether `stored` may take `proposed`'s value, and whether it
+        /// lacks one it would take.
+        fn field(stored: &Option<String>, proposed: &Option<String>) -> (bool, bool) {
+            match (stored, proposed) {
+                (Some(s), Some(p)) => (s == p, false),
+                (None, Some(_)) => (true, true),
+                (_, None) => (true, false),
+            }
+        }
+        let (blobs_agree, blobs_missing) = field(&self.blobs, &proposed.blobs);
+        let (log_agrees, log_missing) = field(&self.log, &proposed.log);
+        let agrees = self.partitions == proposed.partitions && blobs_agree && log_agrees;
+        (agrees && (blobs_missing || log_missing)).then(|| Layout {
+            partitions: self.partitions,
+            blobs: self.blobs.clone().or_else(|| proposed.blobs.clone()),
+            log: self.log.clone().or_else(|| proposed.log.clone()),
         })
     }
 }
@@ -168,6 +186,68 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// All packages as `(name, source)`, ordered by name.
     async fn list_packages(&self) -> Result<Vec<(String, String)>>;
+
+    /// The packages' change counter of a store that several nodes share:
+    /// it changes, atomically with the change, whenever any node puts or
+    /// deletes a package, so a node polling it sees another's package
+    /// (the change feed). `None`: only one node opens this store (the
+    /// embedded one), so packages change only through that node.
+    async fn packages_version(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+}
+
+/// A shared store is a store (wrappers such as fault injection take one).
+#[async_trait]
+impl<S: StateStore + ?Sized> StateStore for std::sync::Arc<S> {
+    async fn get_object(&self, cls: &ClassKey, oid: &ObjectId) -> Result<Option<ObjectRecord>> {
+        (**self).get_object(cls, oid).await
+    }
+
+    async fn list_objects(
+        &self,
+        cls: &ClassKey,
+        after: Option<&ObjectId>,
+        limit: usize,
+    ) -> Result<ObjectPage> {
+        (**self).list_objects(cls, after, limit).await
+    }
+
+    async fn commit(&self, batch: WriteBatch) -> Result<()> {
+        (**self).commit(batch).await
+    }
+
+    async fn get_invocation(&self, id: &InvocationId) -> Result<Option<InvocationRecord>> {
+        (**self).get_invocation(id).await
+    }
+
+    async fn find_idempotency_key(&self, key: &str) -> Result<Option<InvocationId>> {
+        (**self).find_idempotency_key(key).await
+    }
+
+    async fn purge_invocations(&self, now_ms: i64, max: usize) -> Result<u64> {
+        (**self).purge_invocations(now_ms, max).await
+    }
+
+    async fn layout(&self, proposed: &Layout) -> Result<Layout> {
+        (**self).layout(proposed).await
+    }
+
+    async fn put_package(&self, name: &str, source: &str) -> Result<()> {
+        (**self).put_package(name, source).await
+    }
+
+    async fn delete_package(&self, name: &str) -> Result<bool> {
+        (**self).delete_package(name).await
+    }
+
+    async fn list_packages(&self) -> Result<Vec<(String, String)>> {
+        (**self).list_packages().await
+    }
+
+    async fn packages_version(&self) -> Result<Option<u64>> {
+        (**self).packages_version().await
+    }
 }
 
 #[cfg(test)]
@@ -181,7 +261,8 @@ mod tests {
             old,
             Layout {
                 partitions: 4,
-                blobs: None
+                blobs: None,
+                log: None,
             }
         );
         // And a layout without a blob store is stored the way they did.
@@ -201,6 +282,7 @@ mod tests {
         Layout {
             partitions,
             blobs: blobs.map(Into::into),
+            log: None,
         }
     }
 
@@ -224,6 +306,26 @@ mod tests {
         check((4, Some("dir:files")), (4, Some("dir:files")), None);
         check((4, Some("dir:files")), (4, Some("s3://files")), None);
         check((4, Some("dir:files")), (4, None), None);
+    }
+
+    #[test]
+    fn a_log_identity_is_adopted_once_and_then_compared() {
+        let with = |blobs: Option<&str>, log: Option<&str>| Layout {
+            partitions: 4,
+            blobs: blobs.map(Into::into),
+            log: log.map(Into::into),
+        };
+        let full = with(Some("dir:files"), Some("embedded:a"));
+        // An older layout takes the log (and the blobs) it lacks.
+        assert_eq!(with(None, None).adopt(&full), Some(full.clone()));
+        assert_eq!(
+            with(Some("dir:files"), None).adopt(&full),
+            Some(full.clone())
+        );
+        // A recorded log is never replaced, even when the rest is missing.
+        assert_eq!(with(None, Some("embedded:b")).adopt(&full), None);
+        assert_eq!(full.adopt(&with(Some("dir:files"), Some("nats:S@1"))), None);
+        assert_eq!(full.adopt(&full), None);
     }
 
     #[test]

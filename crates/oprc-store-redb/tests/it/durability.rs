@@ -113,6 +113,7 @@ async fn write_behind_still_syncs_appends_packages_and_required_batches() {
     let layout = Layout {
         partitions: 4,
         blobs: None,
+        log: None,
     };
     store.layout(&layout).await.unwrap();
     assert_eq!(synced(), 5, "the layout is synced");
@@ -125,6 +126,7 @@ async fn the_layout_survives_reopen() {
     let old = Layout {
         partitions: 4,
         blobs: None,
+        log: None,
     };
     let store = open(&dir);
     assert_eq!(store.layout(&old).await.unwrap(), old);
@@ -141,9 +143,25 @@ async fn the_layout_survives_reopen() {
     let other = Layout {
         partitions: 8,
         blobs: Some("s3://files".into()),
+        log: None,
     };
     assert_eq!(store.layout(&other).await.unwrap(), full);
     assert_eq!(store.layout(&old).await.unwrap(), full);
+}
+
+#[tokio::test]
+async fn the_log_identity_is_made_once_per_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let first = store.log_identity().to_owned();
+    assert!(first.starts_with("embedded:"), "{first}");
+    close(store).await;
+    let store = open(&dir);
+    assert_eq!(store.log_identity(), first, "kept across a reopen");
+    close(store).await;
+    let other = tempfile::tempdir().unwrap();
+    let store = open(&other);
+    assert_ne!(store.log_identity(), first, "another database, another log");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,0 +1,387 @@
+//! A partition's session in this process: its durable consumer, the pull
+//! stream, the entries received and not handed out yet, and the ack
+//! handles of the entries delivered and not committed.
+//!
+//! `read` is cancel-safe because everything it receives goes into the
+//! session (behind a tokio mutex) before anything is handed out: a read
+//! future dropped while it waits loses nothing, the next read hands out
+//! what the dropped one had received.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use async_nats::Subject;
+use async_nats::jetstream::consumer::pull::{self, MessagesErrorKind};
+use async_nats::jetstream::consumer::{
+    self, AckPolicy, DeliverPolicy, IntoConsumerConfig, PullConsumer,
+};
+use async_nats::jetstream::stream::DirectGetErrorKind;
+use async_nats::jetstream::{self, ErrorCode};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use oprc_core::PartitionId;
+use oprc_store::{LogEntry, Result};
+
+use crate::error;
+use crate::log::Shared;
+use crate::setup::api;
+
+/// Idle heartbeat of a pull request: a stream that hears nothing for twice
+/// as long reports an error and is opened again at the next read.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+const EXPIRES: Duration = Duration::from_secs(30);
+/// While the server says more entries follow the last one received, a
+/// read waits this long at most for them before it hands out what it has
+/// (so a stale count cannot hold entries back).
+const MORE_GRACE: Duration = Duration::from_millis(250);
+/// Acks in flight at once in a commit.
+const ACK_CONCURRENCY: usize = 64;
+
+pub(crate) struct Partition {
+    pub(crate) id: PartitionId,
+    pub(crate) subject: String,
+    pub(crate) consumer: String,
+    /// Set once this process has checked the consumer (and recreated it
+    /// when a dead process left deliveries unacked).
+    ready: tokio::sync::OnceCell<()>,
+    reader: tokio::sync::Mutex<Reader>,
+    /// Reply subjects (ack handles) of the entries delivered in this
+    /// process and not acked yet, by offset. Bounded by the consumer's
+    /// `max_ack_pending`.
+    unacked: parking_lot::Mutex<BTreeMap<u64, Subject>>,
+}
+
+#[derive(Default)]
+struct Reader {
+    consumer: Option<PullConsumer>,
+    messages: Option<pull::Stream>,
+    /// Received, not handed out yet; offsets above `handed`, in order.
+    buffered: VecDeque<LogEntry>,
+    /// The highest offset received from the consumer in this session: a
+    /// delivery at or below it is a redelivery.
+    received: u64,
+    /// The highest offset handed out by `read`.
+    handed: u64,
+    /// Entries the server had left for the consumer after the last one
+    /// received.
+    pending: u64,
+}
+
+impl Partition {
+    pub(crate) fn new(id: PartitionId, subject_prefix: &str, consumer_prefix: &str) -> Self {
+        Self {
+            id,
+            subject: format!("{subject_prefix}.{}", id.0),
+            consumer: format!("{consumer_prefix}{}", id.0),
+            ready: tokio::sync::OnceCell::new(),
+            reader: tokio::sync::Mutex::new(Reader::default()),
+            unacked: parking_lot::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Entries with offset >= `from`, at most `max`, waiting for one.
+    pub(crate) async fn read(&self, s: &Shared, from: u64, max: usize) -> Result<Vec<LogEntry>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        self.ensure_ready(s).await?;
+        let mut guard = self.reader.lock().await;
+        let r = &mut *guard;
+        // A rewind over what this session handed out: the consumer never
+        // delivers it again, so it is read from the stream.
+        if from <= r.handed {
+            let rewound = self.rewind(s, from, max, r.handed).await?;
+            if !rewound.is_empty() {
+                return Ok(rewound);
+            }
+        }
+        loop {
+            while r.buffered.front().is_some_and(|e| e.offset < from) {
+                r.buffered.pop_front();
+            }
+            let stalled = self.unacked.lock().len() as i64 >= s.options.max_ack_pending;
+            if !r.buffered.is_empty() && (r.buffered.len() >= max || r.pending == 0 || stalled) {
+                let n = r.buffered.len().min(max);
+                let out: Vec<LogEntry> = r.buffered.drain(..n).collect();
+                r.handed = out.last().map_or(r.handed, |e| e.offset);
+                return Ok(out);
+            }
+            if r.messages.is_none() {
+                if r.consumer.is_none() {
+                    r.consumer = Some(self.create_consumer(s).await?);
+                }
+                let consumer = r.consumer.as_ref().expect("set above");
+                let stream = consumer
+                    .stream()
+                    .max_messages_per_batch(s.options.pull_batch)
+                    .heartbeat(HEARTBEAT)
+                    .expires(EXPIRES)
+                    .messages()
+                    .await
+                    .map_err(|e| self.unavailable(s, "opening the pull stream", e))?;
+                r.messages = Some(stream);
+            }
+            let messages = r.messages.as_mut().expect("set above");
+            let next = if r.buffered.is_empty() {
+                messages.next().await
+            } else {
+                match tokio::time::timeout(MORE_GRACE, messages.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        r.pending = 0;
+                        continue;
+                    }
+                }
+            };
+            let failure = match next {
+                Some(Ok(msg)) => {
+                    self.accept(r, msg);
+                    continue;
+                }
+                Some(Err(e)) => {
+                    if e.kind() == MessagesErrorKind::ConsumerDeleted {
+                        r.consumer = None;
+                    }
+                    self.unavailable(s, "pulling entries", e)
+                }
+                None => oprc_store::Error::new(
+                    oprc_store::ErrorKind::Unavailable,
+                    format!("the pull stream of partition {} ended", self.id),
+                ),
+            };
+            // Opened again at the next read; what was received goes out
+            // first.
+            r.messages = None;
+            if r.buffered.is_empty() {
+                return Err(failure);
+            }
+            tracing::debug!(partition = %self.id, error = %failure, "pull stream failed; handing out what was received");
+            r.pending = 0;
+        }
+    }
+
+    /// Takes a delivery into the session (no await: nothing is lost if the
+    /// read is dropped right after).
+    fn accept(&self, r: &mut Reader, msg: jetstream::Message) {
+        let (offset, pending) = match msg.info() {
+            Ok(info) => (info.stream_sequence, info.pending),
+            Err(e) => {
+                tracing::warn!(partition = %self.id, error = %e, "a delivery without jetstream metadata is skipped");
+                return;
+            }
+        };
+        let Some(reply) = msg.message.reply.clone() else {
+            return;
+        };
+        r.pending = pending;
+        // The newest handle; an older one would ack the same entry.
+        self.unacked.lock().insert(offset, reply);
+        if offset <= r.received {
+            // Delivered again (its ack_wait passed, or the consumer was
+            // recreated): it is buffered or handed out already.
+            return;
+        }
+        r.received = offset;
+        r.buffered.push_back(LogEntry {
+            offset,
+            payload: msg.message.payload,
+        });
+    }
+
+    /// This partition's entries in `from..=upto`, at most `max`, by direct
+    /// gets.
+    async fn rewind(&self, s: &Shared, from: u64, max: usize, upto: u64) -> Result<Vec<LogEntry>> {
+        let mut out = Vec::new();
+        let mut seq = from.max(1);
+        while out.len() < max && seq <= upto {
+            match s
+                .stream
+                .direct_get_next_for_subject(self.subject.clone(), Some(seq))
+                .await
+            {
+                Ok(m) if m.sequence <= upto => {
+                    seq = m.sequence + 1;
+                    out.push(LogEntry {
+                        offset: m.sequence,
+                        payload: m.payload,
+                    });
+                }
+                Ok(_) => break,
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
+                Err(e) => {
+                    let what = format!("reading partition {} from offset {seq}", self.id);
+                    return Err(error::direct_get(e, &what, &s.url));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Acks every entry delivered in this process at or below `offset`,
+    /// each with the server's confirmation. An entry whose ack failed stays
+    /// for the next commit (acking twice is harmless), so this is
+    /// cancel-safe too.
+    pub(crate) async fn commit(&self, s: &Shared, offset: u64) -> Result<()> {
+        let due: Vec<(u64, Subject)> = self
+            .unacked
+            .lock()
+            .range(..=offset)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        let results: Vec<_> = futures_util::stream::iter(due)
+            .map(|(seq, reply)| {
+                let client = s.client.clone();
+                async move {
+                    (
+                        seq,
+                        client.request(reply, Bytes::from_static(b"+ACK")).await,
+                    )
+                }
+            })
+            .buffer_unordered(ACK_CONCURRENCY)
+            .collect()
+            .await;
+        let (mut acked, mut failed, mut first) = (0, 0, None);
+        {
+            let mut unacked = self.unacked.lock();
+            for (seq, result) in results {
+                match result {
+                    Ok(_) => {
+                        unacked.remove(&seq);
+                        acked += 1;
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        first.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        s.stats.count_acks(acked);
+        match first {
+            None => Ok(()),
+            Some(e) => Err(self.unavailable(
+                s,
+                &format!("acknowledging {failed} entries up to offset {offset}"),
+                e,
+            )),
+        }
+    }
+
+    /// The consumer's ack floor: every entry of the partition at or below
+    /// it is acked (and so removed from the work-queue stream).
+    pub(crate) async fn committed(&self, s: &Shared) -> Result<u64> {
+        self.ensure_ready(s).await?;
+        let info = match self.consumer_info(s).await? {
+            Some(info) => info,
+            None => self.create_consumer(s).await?.cached_info().clone(),
+        };
+        Ok(info.ack_floor.stream_sequence)
+    }
+
+    /// Entries not delivered plus entries delivered and not acked, or
+    /// `None` while the partition has no consumer yet.
+    pub(crate) async fn lag(&self, s: &Shared) -> Result<Option<u64>> {
+        Ok(self
+            .consumer_info(s)
+            .await?
+            .map(|i| i.num_pending + i.num_ack_pending as u64))
+    }
+
+    /// The first time this process touches the partition: a consumer with
+    /// deliveries pending ack was left by a process that is gone (one owner
+    /// per partition is assumed), so it is deleted, and recreated when
+    /// needed: on a work-queue stream a new consumer starts at the first
+    /// entry not acked, so those entries come back now rather than after
+    /// their ack_wait. One with another config is replaced the same way.
+    async fn ensure_ready(&self, s: &Shared) -> Result<()> {
+        self.ready
+            .get_or_try_init(|| async {
+                let Some(info) = self.consumer_info(s).await? else {
+                    return Ok(());
+                };
+                let stale = info.num_ack_pending > 0;
+                if !stale && self.fits(s, &info.config) {
+                    return Ok(());
+                }
+                tracing::info!(
+                    partition = %self.id,
+                    consumer = %self.consumer,
+                    unacked = info.num_ack_pending,
+                    "recreating the partition's consumer so that entries left unacknowledged are delivered again now"
+                );
+                let subject = format!("CONSUMER.DELETE.{}.{}", s.options.stream, self.consumer);
+                match api::<serde_json::Value>(&s.js, subject, &serde_json::json!({})).await {
+                    Ok(_) => {}
+                    Err(e) if e.code() == Some(ErrorCode::CONSUMER_NOT_FOUND) => {}
+                    Err(e) => return Err(error::api(e, &self.what("deleting the consumer"), &s.url)),
+                }
+                s.stats.count_recovery();
+                Ok(())
+            })
+            .await
+            .map(|_| ())
+    }
+
+    fn config(&self, s: &Shared) -> pull::Config {
+        pull::Config {
+            durable_name: Some(self.consumer.clone()),
+            description: Some(format!("oparaca invocation log, partition {}", self.id)),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: s.options.ack_wait,
+            max_ack_pending: s.options.max_ack_pending,
+            filter_subject: self.subject.clone(),
+            ..Default::default()
+        }
+    }
+
+    fn fits(&self, s: &Shared, c: &consumer::Config) -> bool {
+        c.filter_subject == self.subject
+            && c.ack_policy == AckPolicy::Explicit
+            && c.deliver_policy == DeliverPolicy::All
+            && c.ack_wait == s.options.ack_wait
+            && c.max_ack_pending == s.options.max_ack_pending
+    }
+
+    async fn consumer_info(&self, s: &Shared) -> Result<Option<consumer::Info>> {
+        let subject = format!("CONSUMER.INFO.{}.{}", s.options.stream, self.consumer);
+        match api::<consumer::Info>(&s.js, subject, &serde_json::json!({})).await {
+            Ok(info) => Ok(Some(info)),
+            Err(e) if e.code() == Some(ErrorCode::CONSUMER_NOT_FOUND) => Ok(None),
+            Err(e) => Err(error::api(e, &self.what("reading the consumer"), &s.url)),
+        }
+    }
+
+    /// Creates the durable consumer, or finds it as it is (creating one
+    /// with the same config is idempotent).
+    async fn create_consumer(&self, s: &Shared) -> Result<PullConsumer> {
+        let config = self.config(s);
+        let subject = format!(
+            "CONSUMER.CREATE.{}.{}.{}",
+            s.options.stream, self.consumer, self.subject
+        );
+        let body = serde_json::json!({
+            "stream_name": s.options.stream,
+            "config": (&config).into_consumer_config(),
+        });
+        let info = api::<consumer::Info>(&s.js, subject, &body)
+            .await
+            .map_err(|e| error::api(e, &self.what("creating the consumer"), &s.url))?;
+        Ok(PullConsumer::new(config, info, s.js.clone()))
+    }
+
+    fn what(&self, doing: &str) -> String {
+        format!("{doing} {} of partition {}", self.consumer, self.id)
+    }
+
+    fn unavailable(
+        &self,
+        s: &Shared,
+        doing: &str,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> oprc_store::Error {
+        let what = format!("{doing} of partition {} at {}", self.id, s.url);
+        error::unavailable(what, e)
+    }
+}
