@@ -31,11 +31,30 @@ pg_env="$(scripts/ensure-postgres.sh)"
 export "${pg_env?}"
 say "postgresql for the tests: ${OPRC_TEST_POSTGRES}"
 
+# The JetStream log's tests, likewise, against a NATS server with
+# JetStream; the engine fault tests start nats-servers of their own from
+# the binary it names.
+while read -r line; do export "${line?}"; done < <(scripts/ensure-nats.sh)
+say "nats for the tests: ${OPRC_TEST_NATS} (binary ${OPRC_NATS_SERVER_BIN})"
+
 say "python sdk tests"
 PYTHONPATH=sdk/python python3 -m unittest discover -s sdk/python/tests
 
 say "rust workspace tests"
 cargo test --workspace --locked --no-fail-fast
+
+# The end-to-end suites once more, on PostgreSQL and JetStream: each test
+# node gets a database and a stream of its own, removed afterwards.
+say "end-to-end suites on postgresql + jetstream"
+cargo run --locked --quiet -p oprc-testenv --bin oprc-test-cleanup
+shared_status=0
+OPRC_TEST_BACKENDS=shared cargo test --locked --no-fail-fast -p oprc-server -p oprc --test it \
+  || shared_status=$?
+cargo run --locked --quiet -p oprc-testenv --bin oprc-test-cleanup
+if [ "$shared_status" -ne 0 ]; then
+  say "the end-to-end suites failed on postgresql + jetstream"
+  exit "$shared_status"
+fi
 
 # API fuzzing: schemathesis generates requests from the node's OpenAPI
 # document (valid and invalid ones) and runs all its default checks (no

@@ -17,6 +17,7 @@ mod body;
 mod error;
 mod files;
 mod guard;
+mod health;
 mod invoke;
 mod objects;
 mod openapi;
@@ -26,7 +27,6 @@ mod schemas;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -39,6 +39,7 @@ pub use auth::is_admin_route;
 pub use body::{JSON_TYPES, YAML_TYPES};
 pub use error::{ApiError, Code};
 pub use guard::{parse_origin, parse_public_host};
+pub use health::Health;
 
 /// Options of the HTTP API.
 #[derive(Debug, Clone)]
@@ -86,8 +87,9 @@ pub struct AppState {
     pub files: oprc_adapter::Adapter,
     /// Relay every file download through the node (`--blob-relay`).
     pub relay: bool,
-    /// Cleared when the node starts shutting down (`/readyz` then fails).
-    pub ready: AtomicBool,
+    /// Readiness (`/readyz`): not while shutting down or while a storage
+    /// engine does not answer.
+    pub health: Arc<Health>,
 }
 
 /// Every documented route; the document and the router come from here.

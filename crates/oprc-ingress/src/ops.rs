@@ -2,7 +2,6 @@
 //! and the JSON fallbacks for unknown routes and methods.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -42,21 +41,27 @@ pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: fails once the node starts shutting down.
+/// Readiness: fails while the node shuts down or while a storage engine
+/// it uses does not answer (the body names each one).
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     responses(
         (status = 200, description = "ready", body = String, content_type = "text/plain"),
-        (status = 503, description = "shutting down", body = String, content_type = "text/plain"),
+        (status = 503, description = "shutting down, or a storage engine does not answer; \
+            one line per reason", body = String, content_type = "text/plain"),
     )
 )]
 pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.ready.load(Ordering::Relaxed) {
-        "ready".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    match state.health.check() {
+        Ok(()) => "ready".into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            why,
+        )
+            .into_response(),
     }
 }
 

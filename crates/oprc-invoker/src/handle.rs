@@ -286,7 +286,12 @@ impl Handle {
         let first =
             first.and_then(|e| serde_json::from_slice::<InvocationRequest>(&e.payload).ok());
         let Some(first) = first else {
-            // Applied, trimmed from the log, and its record expired.
+            // Applied and trimmed from the log (a JetStream work queue
+            // drops an entry once it is applied): its record answers,
+            // unless it expired too.
+            if let Some(resp) = self.remembered(dedup, req).await? {
+                return Ok(resp);
+            }
             return Err(Error::KeyExpired(dedup.to_owned()));
         };
         if !first.same_call(req) {

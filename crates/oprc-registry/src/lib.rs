@@ -10,6 +10,10 @@
 //! changed when anything is invalid. At start, the stored packages are
 //! loaded and deployed again.
 //!
+//! On a store that several nodes share, [`Registry::watch`] follows the
+//! store's packages' change counter and reloads the catalog when another
+//! node changed a package (the change feed).
+//!
 //! It does not run invocations and does not speak HTTP.
 
 mod deploy;
@@ -75,8 +79,10 @@ struct Inner {
     catalog: Arc<ArcSwap<Catalog>>,
     state: Arc<dyn StateStore>,
     engine: oprc_engine::Handle,
-    /// Applies and deletes run one at a time.
+    /// Applies, deletes and reloads run one at a time.
     write: tokio::sync::Mutex<()>,
+    /// The store's packages' change counter as of the catalog in use.
+    seen: parking_lot::Mutex<Option<u64>>,
 }
 
 impl Registry {
@@ -94,30 +100,9 @@ impl Registry {
         engine: oprc_engine::Handle,
         options: Options,
     ) -> Result<Self, Error> {
-        let mut docs = Vec::new();
-        for (name, source) in state.list_packages().await? {
-            match oprc_package::parse(&source) {
-                Ok(doc) => docs.push(doc),
-                Err(diags) => {
-                    // Stored sources were valid when applied; a newer
-                    // version of the format may disagree. Keep the node up.
-                    tracing::error!(package = %name, problems = diags.len(), first = %diags[0], "stored package no longer parses; skipped");
-                }
-            }
-        }
-        let catalog = Catalog::load(docs)
-            .map_err(|e| Error::Refused(format!("stored packages do not load: {e}")))?;
-        for f in catalog.functions() {
-            if !options.process_functions && deploy::is_process(f) {
-                tracing::warn!(function = %f.key, "process functions are disabled on this node; stored function not started");
-                continue;
-            }
-            if let Some(d) = deploy::deployment_of(f)
-                && let Err(e) = engine.deploy(f.key.clone(), d, f.revision())
-            {
-                tracing::error!(function = %f.key, error = %e, "cannot deploy stored function");
-            }
-        }
+        let version = state.packages_version().await?;
+        let catalog = load_stored(state.as_ref()).await?;
+        deploy_all(&catalog, &engine, &options);
         Ok(Self {
             inner: Arc::new(Inner {
                 options,
@@ -125,8 +110,67 @@ impl Registry {
                 state,
                 engine,
                 write: tokio::sync::Mutex::new(()),
+                seen: parking_lot::Mutex::new(version),
             }),
         })
+    }
+
+    /// Loads the stored packages again if the store's change counter moved
+    /// since this node last saw it (another node applied or deleted a
+    /// package): the catalog is swapped, new and changed functions are
+    /// deployed, removed ones undeployed. Returns whether it reloaded. A
+    /// store only one node opens has no counter: nothing to do.
+    pub async fn reload_if_changed(&self) -> Result<bool, Error> {
+        let _write = self.inner.write.lock().await;
+        let Some(version) = self.inner.state.packages_version().await? else {
+            return Ok(false);
+        };
+        if *self.inner.seen.lock() == Some(version) {
+            return Ok(false);
+        }
+        let next = load_stored(self.inner.state.as_ref()).await?;
+        let current = self.inner.catalog.load_full();
+        let keep: std::collections::HashSet<_> = next.functions().map(|f| f.key.clone()).collect();
+        for f in current.functions() {
+            if !keep.contains(&f.key) {
+                self.inner.engine.undeploy(&f.key);
+            }
+        }
+        deploy_all(&next, &self.inner.engine, &self.inner.options);
+        self.inner.catalog.store(Arc::new(next));
+        *self.inner.seen.lock() = Some(version);
+        tracing::info!(
+            version,
+            "packages changed by another node; catalog reloaded"
+        );
+        Ok(true)
+    }
+
+    /// Follows the change feed every `every` until `cancel`: see
+    /// [`Registry::reload_if_changed`]. Storage failures are logged and
+    /// retried at the next tick.
+    pub async fn watch(
+        self,
+        every: std::time::Duration,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.reload_if_changed().await {
+                tracing::warn!(error = %e, "cannot follow the packages' change feed; retrying");
+            }
+        }
+    }
+
+    /// Whether the store has a packages' change counter (several nodes may
+    /// share it): then [`Registry::watch`] has something to follow.
+    pub fn follows_a_shared_store(&self) -> bool {
+        self.inner.seen.lock().is_some()
     }
 
     /// The live catalog, shared with the invoker.
@@ -224,6 +268,38 @@ impl Registry {
         self.inner.catalog.store(Arc::new(next));
         tracing::info!(package = %name, "package deleted");
         Ok(())
+    }
+}
+
+/// The catalog of the stored packages.
+async fn load_stored(state: &dyn StateStore) -> Result<Catalog, Error> {
+    let mut docs = Vec::new();
+    for (name, source) in state.list_packages().await? {
+        match oprc_package::parse(&source) {
+            Ok(doc) => docs.push(doc),
+            Err(diags) => {
+                // Stored sources were valid when applied; a newer
+                // version of the format may disagree. Keep the node up.
+                tracing::error!(package = %name, problems = diags.len(), first = %diags[0], "stored package no longer parses; skipped");
+            }
+        }
+    }
+    Catalog::load(docs).map_err(|e| Error::Refused(format!("stored packages do not load: {e}")))
+}
+
+/// Deploys every function of `catalog` (an equal deployment already
+/// running is kept).
+fn deploy_all(catalog: &Catalog, engine: &oprc_engine::Handle, options: &Options) {
+    for f in catalog.functions() {
+        if !options.process_functions && deploy::is_process(f) {
+            tracing::warn!(function = %f.key, "process functions are disabled on this node; stored function not started");
+            continue;
+        }
+        if let Some(d) = deploy::deployment_of(f)
+            && let Err(e) = engine.deploy(f.key.clone(), d, f.revision())
+        {
+            tracing::error!(function = %f.key, error = %e, "cannot deploy stored function");
+        }
     }
 }
 

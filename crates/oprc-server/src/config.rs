@@ -26,6 +26,15 @@ pub struct Config {
     pub invoker: oprc_invoker::Options,
     pub engine: oprc_engine::Options,
     pub files: crate::files::FilesConfig,
+    /// The state store: a `postgres://` URL, or `None` for the embedded
+    /// store in the data directory.
+    pub state: Option<String>,
+    /// The invocation log: a `nats://` URL (JetStream), or `None` for the
+    /// embedded log in the data directory.
+    pub invocation_log: Option<String>,
+    /// How often a node on a shared state store checks whether another
+    /// node changed a package.
+    pub package_poll: Duration,
 }
 
 impl Default for Config {
@@ -40,6 +49,9 @@ impl Default for Config {
             invoker: oprc_invoker::Options::default(),
             engine: oprc_engine::Options::default(),
             files: crate::files::FilesConfig::default(),
+            state: None,
+            invocation_log: None,
+            package_poll: Duration::from_millis(500),
         }
     }
 }
@@ -79,6 +91,10 @@ pub struct Overrides {
     /// Where files live: `s3://BUCKET?endpoint=URL&region=REGION` (default:
     /// the data directory).
     pub blobs: Option<String>,
+    /// The state store: `postgres://USER@HOST:PORT/DB` (default: embedded).
+    pub state: Option<String>,
+    /// The invocation log: `nats://HOST:PORT` (default: embedded).
+    pub invocation_log: Option<String>,
     /// The S3 access key (else `AWS_ACCESS_KEY_ID`); config file only.
     pub s3_access_key_id: Option<String>,
     /// The S3 secret key (else `AWS_SECRET_ACCESS_KEY`); config file only.
@@ -145,6 +161,12 @@ impl Config {
         }
         if let Some(v) = o.process_functions {
             self.process_functions = v;
+        }
+        if let Some(v) = o.state {
+            self.state = Some(v);
+        }
+        if let Some(v) = o.invocation_log {
+            self.invocation_log = Some(v);
         }
         self.api.allowed_origins.extend(o.allow_origins);
         self.api.public_hosts.extend(o.public_hosts);
@@ -219,6 +241,24 @@ impl Config {
         for host in &self.api.public_hosts {
             oprc_ingress::parse_public_host(host)
                 .map_err(|e| anyhow::anyhow!("invalid public host: {e}"))?;
+        }
+        if let Some(url) = &self.state
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            anyhow::bail!(
+                "the state store (--state) must be a postgres:// URL, got `{}`; leave it unset \
+                 for the embedded store in the data directory",
+                crate::backends::redact(url)
+            );
+        }
+        if let Some(url) = &self.invocation_log
+            && !url.starts_with("nats://")
+        {
+            anyhow::bail!(
+                "the invocation log (--invocation-log) must be a nats:// URL, got `{}`; leave it \
+                 unset for the embedded log in the data directory",
+                crate::backends::redact(url)
+            );
         }
         self.files.check()
     }

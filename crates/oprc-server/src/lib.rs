@@ -6,6 +6,8 @@
 //! requests, stop consuming the async log and drain running invocations,
 //! stop function workers, close storage.
 
+pub mod archive;
+mod backends;
 mod config;
 mod engine;
 #[cfg(feature = "fault-injection")]
@@ -17,12 +19,13 @@ mod token;
 
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use backends::Stores;
+pub use backends::redact as redact_url;
 pub use config::Config;
 pub use config::Overrides;
 pub use files::{FilesConfig, parse_duration};
@@ -35,38 +38,38 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let db_path = config.data_dir.join("oprc.redb");
-    let mut store_options = oprc_store_redb::Options::new(&db_path);
-    store_options.sync = config.sync;
-    let store = oprc_store_redb::Store::open(store_options).with_context(|| {
-        format!(
-            "failed to open the data directory {}",
-            config.data_dir.display()
-        )
-    })?;
-    let store_closed = store.closed();
-    let layout = match layout::check(&store, &config).await {
+    let backends = backends::Backends::open(&config).await?;
+    let layout = match layout::check(
+        backends.state.as_ref(),
+        &config,
+        &backends.state_place,
+        &backends.log_identity,
+    )
+    .await
+    {
         Ok(layout) => layout,
         Err(refused) => {
             // The data directory is free again once a refused start returns.
-            drop(store);
-            store_closed.await;
+            let closed = backends.closed();
+            drop(backends);
+            closed.await;
             return Err(refused);
         }
     };
-    let store_metrics = crate::metrics::StoreCollector(store.clone());
+    let backends_closed = backends.closed();
+    let store_metrics = crate::metrics::StoreCollector::new(&backends);
     #[cfg(feature = "fault-injection")]
-    let state = faults::wrap(store.clone())?;
+    let state = faults::wrap(backends.state.clone())?;
     #[cfg(not(feature = "fault-injection"))]
-    let state: Arc<dyn oprc_store::StateStore> = Arc::new(store.clone());
-    let log: Arc<dyn oprc_store::InvocationLog> = Arc::new(store);
+    let state = backends.state.clone();
+    let log = backends.log.clone();
     let files = files::open(
         &config.files,
         &config.data_dir,
         public_url(&config, &listener)?,
     )
     .await?;
-    layout.record(state.as_ref(), &config).await?;
+    layout.record(state.as_ref()).await?;
 
     let engine = oprc_engine::Service::new(config.engine.clone());
     let engine_handle = engine.handle();
@@ -105,6 +108,7 @@ pub async fn run(
         }
     }
 
+    let shared_packages = registry.follows_a_shared_store();
     let mut metrics = prometheus_client::registry::Registry::default();
     let invoker_metrics = oprc_invoker::Metrics::new(&mut metrics);
     metrics.register_collector(Box::new(store_metrics));
@@ -146,6 +150,27 @@ pub async fn run(
     let collector_task = tokio::spawn(collector.run(collector_cancel.clone()));
     let adapter = files::adapter(&config.files, &files);
 
+    let health = Arc::new(oprc_ingress::Health::default());
+    let (watched_pg, watched_nats) = backends.watched(&config);
+    let monitor_cancel = CancellationToken::new();
+    let monitor_task = tokio::spawn(backends::monitor(
+        watched_pg,
+        watched_nats,
+        backends
+            .nats_metrics()
+            .map(|m| (m, config.invoker.partitions)),
+        health.clone(),
+        monitor_cancel.clone(),
+    ));
+    // A store several nodes share: follow the packages other nodes change.
+    let feed_cancel = CancellationToken::new();
+    let feed_task = shared_packages.then(|| {
+        tokio::spawn(
+            registry
+                .clone()
+                .watch(config.package_poll, feed_cancel.clone()),
+        )
+    });
     let app = Arc::new(oprc_ingress::AppState {
         invoker: invoker_handle,
         registry,
@@ -153,7 +178,7 @@ pub async fn run(
         options: api_options(&config, &listener)?,
         files: adapter.clone(),
         relay: config.files.relay,
-        ready: AtomicBool::new(true),
+        health: health.clone(),
     });
     let router = oprc_ingress::router(app.clone()).merge(oprc_adapter::router(adapter));
     let addr = listener.local_addr().context("listener has no address")?;
@@ -184,9 +209,13 @@ pub async fn run(
             anyhow::bail!("the http server stopped by itself");
         }
     }
-    app.ready.store(false, Ordering::Relaxed);
+    health.stop();
     tracing::info!("shutting down: draining invocations");
     collector_cancel.cancel();
+    feed_cancel.cancel();
+    if let Some(task) = feed_task {
+        task.await.context("package feed task failed")?;
+    }
     invoker_cancel.cancel();
     invoker_task.await.context("invoker task failed")?;
     tracing::info!("draining http requests");
@@ -195,13 +224,16 @@ pub async fn run(
         .context("http server task failed")?
         .context("http server failed")?;
     collector_task.await.context("file collector task failed")?;
+    monitor_cancel.cancel();
+    monitor_task.await.context("storage monitor task failed")?;
     tracing::info!("stopping function workers");
     engine_cancel.cancel();
     engine_task.await.context("engine task failed")?;
     // The last holders of the store: once they are gone, it commits what is
     // queued and closes the database.
     drop(app);
-    store_closed.await;
+    drop(backends);
+    backends_closed.await;
     tracing::info!("node stopped");
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Metrics read at scrape time from components that keep their own
-//! counters: the store's group commit and the FaaS engine's workers.
+//! counters: the storage engines, the FaaS engine's workers, the invoker
+//! and the file collector.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -9,7 +10,10 @@ use prometheus_client::metrics::gauge::ConstGauge;
 /// `(name, help, value)` of metrics without labels.
 type Plain<'a, T> = [(&'a str, &'a str, T)];
 
-fn encode_counters(encoder: &mut DescriptorEncoder, metrics: &Plain<u64>) -> std::fmt::Result {
+pub(crate) fn encode_counters(
+    encoder: &mut DescriptorEncoder,
+    metrics: &Plain<u64>,
+) -> std::fmt::Result {
     for &(name, help, value) in metrics {
         let counter = ConstCounter::new(value);
         counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
@@ -17,7 +21,10 @@ fn encode_counters(encoder: &mut DescriptorEncoder, metrics: &Plain<u64>) -> std
     Ok(())
 }
 
-fn encode_gauges(encoder: &mut DescriptorEncoder, metrics: &Plain<i64>) -> std::fmt::Result {
+pub(crate) fn encode_gauges(
+    encoder: &mut DescriptorEncoder,
+    metrics: &Plain<i64>,
+) -> std::fmt::Result {
     for &(name, help, value) in metrics {
         let gauge = ConstGauge::new(value);
         gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
@@ -25,41 +32,97 @@ fn encode_gauges(encoder: &mut DescriptorEncoder, metrics: &Plain<i64>) -> std::
     Ok(())
 }
 
-/// Group commit of the embedded store.
-pub(crate) struct StoreCollector(pub oprc_store_redb::Store);
+/// The storage engines: group commit of the state store (embedded or
+/// PostgreSQL), PostgreSQL's pool and transaction time, and the JetStream
+/// log's counters and consumer lag.
+pub(crate) struct StoreCollector {
+    /// The embedded store, when it holds the state.
+    embedded: Option<oprc_store_redb::Store>,
+    pg: Option<oprc_store_pg::PgStore>,
+    nats: Option<crate::backends::NatsMetrics>,
+}
+
+impl StoreCollector {
+    pub(crate) fn new(backends: &crate::backends::Backends) -> Self {
+        Self {
+            embedded: backends
+                .pg
+                .is_none()
+                .then(|| backends.embedded.clone())
+                .flatten(),
+            pg: backends.pg.clone(),
+            nats: backends.nats_metrics(),
+        }
+    }
+}
 
 impl std::fmt::Debug for StoreCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("StoreCollector")
-            .field(&self.0.stats())
+        f.debug_struct("StoreCollector")
+            .field("embedded", &self.embedded.is_some())
+            .field("pg", &self.pg.is_some())
+            .field("nats", &self.nats.is_some())
             .finish()
     }
 }
 
 impl Collector for StoreCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let stats = self.0.stats();
-        let commits = ConstCounter::new(stats.commits);
-        commits.encode(encoder.encode_descriptor(
-            "oprc_store_commits",
-            "Storage transactions committed (one fsync each in sync mode)",
-            None,
-            commits.metric_type(),
-        )?)?;
-        let durable = ConstCounter::new(stats.durable_commits);
-        durable.encode(encoder.encode_descriptor(
-            "oprc_store_durable_commits",
-            "Transactions made durable before they were acknowledged (the rest are write-behind)",
-            None,
-            durable.metric_type(),
-        )?)?;
-        let requests = ConstCounter::new(stats.requests);
-        requests.encode(encoder.encode_descriptor(
-            "oprc_store_write_requests",
-            "Write requests served by those transactions; requests / commits is the average group-commit batch",
-            None,
-            requests.metric_type(),
-        )?)?;
+        let (commits, durable, requests) = match (&self.embedded, &self.pg) {
+            (Some(store), _) => {
+                let s = store.stats();
+                (s.commits, s.durable_commits, s.requests)
+            }
+            (None, Some(pg)) => {
+                let s = pg.stats();
+                (s.commits, s.durable_commits, s.requests)
+            }
+            (None, None) => (0, 0, 0),
+        };
+        let counters: [(&str, &str, u64); 3] = [
+            (
+                "oprc_store_commits",
+                "Storage transactions committed (one fsync each in sync mode)",
+                commits,
+            ),
+            (
+                "oprc_store_durable_commits",
+                "Transactions made durable before they were acknowledged (the rest are write-behind)",
+                durable,
+            ),
+            (
+                "oprc_store_write_requests",
+                "Write requests served by those transactions; requests / commits is the average group-commit batch",
+                requests,
+            ),
+        ];
+        encode_counters(&mut encoder, &counters)?;
+        if let Some(pg) = &self.pg {
+            let seconds = ConstCounter::new(pg.stats().transaction_seconds);
+            seconds.encode(encoder.encode_descriptor(
+                "oprc_postgres_transaction_seconds",
+                "Seconds the state store's group-commit transactions took (BEGIN to the end of COMMIT); over oprc_store_commits, the mean latency",
+                None,
+                seconds.metric_type(),
+            )?)?;
+            let (open, idle) = pg.pool_connections();
+            let gauges: [(&str, &str, i64); 2] = [
+                (
+                    "oprc_postgres_pool_in_use",
+                    "PostgreSQL connections of the pool in use now",
+                    i64::from(open.saturating_sub(idle)),
+                ),
+                (
+                    "oprc_postgres_pool_open",
+                    "PostgreSQL connections the pool holds open (in use and idle)",
+                    i64::from(open),
+                ),
+            ];
+            encode_gauges(&mut encoder, &gauges)?;
+        }
+        if let Some(nats) = &self.nats {
+            nats.encode(&mut encoder)?;
+        }
         Ok(())
     }
 }

@@ -82,6 +82,11 @@ pub struct Global {
 pub enum Command {
     /// Run a node.
     Serve(ServeArgs),
+    /// Write the packages, objects and file versions of stopped stores
+    /// into a directory (a backup, or the first half of a move).
+    Export(ArchiveArgs),
+    /// Load an export into empty stores (the other half of a move).
+    Import(ArchiveArgs),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -108,6 +113,27 @@ pub enum ClientCommand {
     Inv(InvCmd),
 }
 
+/// Flags of `export` and `import`: the directory and the stores, named as
+/// `serve` names them (`--data-dir` for the embedded ones).
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// The archive directory (export: must not exist or be empty).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// A node's config file, for its stores (`dataDir`, `state`, `blobs`
+    /// and the S3 credentials).
+    #[arg(long, env = "OPRC_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The state store: `postgres://...` [default: embedded, in the data
+    /// directory].
+    #[arg(long, env = "OPRC_STATE", value_name = "URL")]
+    pub state: Option<String>,
+    /// The blob store: `s3://BUCKET?endpoint=URL&region=REGION`
+    /// [default: the data directory].
+    #[arg(long, env = "OPRC_BLOBS", value_name = "URL")]
+    pub blobs: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -126,7 +152,8 @@ pub struct ServeArgs {
     pub apply: Vec<PathBuf>,
     /// Config file (YAML or JSON; camelCase keys: listen, dataDir, apply,
     /// token, maxBodyBytes, partitions, retentionSecs, sync,
-    /// processFunctions, allowOrigins, publicHosts, blobs, s3AccessKeyId,
+    /// processFunctions, state, invocationLog, allowOrigins, publicHosts,
+    /// blobs, s3AccessKeyId,
     /// s3SecretAccessKey, blobRelay, urlTtl, maxFileBytes, fileGcGrace,
     /// fileGcInterval, publicUrl).
     #[arg(long, env = "OPRC_CONFIG", value_name = "FILE")]
@@ -164,6 +191,15 @@ pub struct ServeArgs {
     /// directory].
     #[arg(long, env = "OPRC_BLOBS", value_name = "URL")]
     pub blobs: Option<String>,
+    /// Where objects, packages and invocation records live:
+    /// `postgres://USER[:PASSWORD]@HOST:PORT/DB` for a shared PostgreSQL
+    /// [default: embedded, in the data directory].
+    #[arg(long, env = "OPRC_STATE", value_name = "URL")]
+    pub state: Option<String>,
+    /// Where accepted async calls wait: `nats://HOST:4222` for NATS
+    /// JetStream [default: embedded, in the data directory].
+    #[arg(long, env = "OPRC_INVOCATION_LOG", value_name = "URL")]
+    pub invocation_log: Option<String>,
     /// Relay mode: file URLs point at this node, which streams the bytes
     /// from and to the blob store (for clients and functions that cannot
     /// reach it).

@@ -1,4 +1,5 @@
-//! `oprc`: the Oparaca binary. `oprc serve` runs a node; the other
+//! `oprc`: the Oparaca binary. `oprc serve` runs a node; `oprc export` and
+//! `oprc import` move a node's data between stores (`archive`); the other
 //! subcommands (`pkg`, `cls`, `fn`, `obj`, `invoke`, `inv`) are clients of a
 //! node's HTTP API; `obj new -f` and `obj file` stream objects' files
 //! (`transfer`).
@@ -9,6 +10,7 @@
 //! invocation FAILED, or a local error; 2 usage error; 3 node unreachable or
 //! HTTP 5xx; 4 `--wait` timed out.
 
+mod archive;
 mod cli;
 mod client;
 mod cmd;
@@ -46,6 +48,14 @@ fn main() -> ExitCode {
         Command::Serve(args) => {
             logging::init(args.log_format, "info");
             runtime.block_on(serve::run(args, global))
+        }
+        Command::Export(args) => {
+            logging::init(LogFormat::Text, "warn");
+            runtime.block_on(archive::export(args, global))
+        }
+        Command::Import(args) => {
+            logging::init(LogFormat::Text, "warn");
+            runtime.block_on(archive::import(args, global))
         }
         Command::Client(cmd) => {
             logging::init(LogFormat::Text, "warn");

@@ -25,6 +25,8 @@ fn overrides(args: &ServeArgs, global: &Global) -> Overrides {
         allow_origins: args.allow_origins.clone(),
         public_hosts: args.public_hosts.clone(),
         blobs: args.blobs.clone(),
+        state: args.state.clone(),
+        invocation_log: args.invocation_log.clone(),
         // Secrets come from the config file or the AWS environment, never
         // from flags (a process list shows flags).
         s3_access_key_id: None,
@@ -66,10 +68,15 @@ pub async fn run(args: ServeArgs, global: Global) -> anyhow::Result<()> {
     let addr = listener
         .local_addr()
         .context("the listener has no address")?;
-    eprintln!(
-        "oprc: node listening on http://{addr} (data in {})",
-        shown(&config.data_dir)
-    );
+    let state = match &config.state {
+        Some(url) => format!("state in {}", oprc_server::redact_url(url)),
+        None => format!("data in {}", shown(&config.data_dir)),
+    };
+    let log = match &config.invocation_log {
+        Some(url) => format!(", async calls in {}", oprc_server::redact_url(url)),
+        None => String::new(),
+    };
+    eprintln!("oprc: node listening on http://{addr} ({state}{log})");
     if config.api.token.is_none() {
         eprintln!(
             "oprc: changing packages needs the admin token in {} (the oprc CLI reads it there)",
@@ -137,10 +144,10 @@ mod tests {
 
     fn serve_args(argv: &[&str]) -> (ServeArgs, Global) {
         let cli = crate::cli::Cli::try_parse_from(["oprc", "serve"].iter().chain(argv)).unwrap();
-        match cli.command {
-            crate::cli::Command::Serve(a) => (a, cli.global),
-            crate::cli::Command::Client(_) => unreachable!(),
-        }
+        let crate::cli::Command::Serve(a) = cli.command else {
+            unreachable!("`serve` parses as serve")
+        };
+        (a, cli.global)
     }
 
     #[test]

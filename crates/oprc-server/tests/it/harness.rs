@@ -54,6 +54,16 @@ functions:
     )
 }
 
+/// With `OPRC_TEST_BACKENDS=shared`, the node of `dir` runs on its own
+/// PostgreSQL database and JetStream stream (the same ones on a restart in
+/// the same directory).
+async fn shared_backends(config: &mut oprc_server::Config, dir: &std::path::Path) {
+    if let Some(b) = oprc_testenv::node_backends(dir).await {
+        config.state = Some(b.state);
+        config.invocation_log = Some(b.invocation_log);
+    }
+}
+
 pub struct Node {
     pub url: String,
     pub client: reqwest::Client,
@@ -90,6 +100,7 @@ impl Node {
             config.apply.push(path);
         }
         config.invoker.drain_timeout = Duration::from_secs(5);
+        shared_backends(&mut config, data_dir.path()).await;
         configure(&mut config);
         let given_token = config.api.token.clone();
         let token_file = oprc_server::admin_token_path(&config.data_dir);
@@ -130,6 +141,7 @@ impl Node {
             data_dir: data_dir.path().join("data"),
             ..Default::default()
         };
+        shared_backends(&mut config, data_dir.path()).await;
         configure(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

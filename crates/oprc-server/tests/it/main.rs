@@ -21,4 +21,5 @@ mod invoke;
 mod limits;
 mod openapi;
 mod ops;
+mod shared_store;
 mod shutdown;

@@ -161,7 +161,7 @@ async fn a_restart_with_another_blob_store_is_refused() {
         "are in the embedded store in the data directory (`dir:files`)",
         &format!("started with the S3 store (`{s3}`)"),
         "start it again with no --blobs",
-        "a new data directory",
+        "an empty store",
     ] {
         assert!(why.contains(part), "{part:?} in {why}");
     }

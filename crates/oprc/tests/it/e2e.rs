@@ -25,7 +25,13 @@ impl Node {
         // Logs go to a file: an unread pipe could fill up and stall the node.
         let log = std::fs::File::create(dir.path().join("node.log")).unwrap();
         // As in the README: started in a directory, data in ./oprc-data.
-        let child = cmd(&["serve", "--listen", &listen])
+        let mut serve = cmd(&["serve", "--listen", &listen]);
+        if let Some(b) = oprc_testenv::node_backends_blocking(dir.path()) {
+            serve
+                .env("OPRC_STATE", b.state)
+                .env("OPRC_INVOCATION_LOG", b.invocation_log);
+        }
+        let child = serve
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

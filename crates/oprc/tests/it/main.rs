@@ -1,9 +1,11 @@
 //! Integration tests of the `oprc` binary: argument handling, exit codes
 //! and output, against a closed port and a scripted fake node.
 
+mod archive;
 mod client;
 mod crash;
 mod e2e;
+mod engines;
 mod fake;
 mod faults;
 mod files;

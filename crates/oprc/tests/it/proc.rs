@@ -148,6 +148,12 @@ impl Proc {
             c.arg("--apply").arg(path);
         }
         c.args(s.args);
+        // OPRC_TEST_BACKENDS=shared: PostgreSQL and JetStream, per data
+        // directory (a test's own settings come after and win).
+        if let Some(b) = oprc_testenv::node_backends_blocking(s.dir) {
+            c.env("OPRC_STATE", b.state);
+            c.env("OPRC_INVOCATION_LOG", b.invocation_log);
+        }
         for (k, v) in s.env {
             c.env(k, v);
         }
