@@ -65,6 +65,13 @@ struct Reader {
     /// Entries the server had left for the consumer after the last one
     /// received.
     pending: u64,
+    /// The consumer sequence of the last delivery received (0: none yet
+    /// from this consumer). Every delivery, redeliveries included, takes
+    /// the next one, so a jump means deliveries were lost in flight.
+    delivered: u64,
+    /// Deliveries were lost: the consumer is recreated before the next
+    /// pull, so that it starts again at the first entry not acked.
+    resync: bool,
 }
 
 impl Partition {
@@ -107,6 +114,13 @@ impl Partition {
                 return Ok(out);
             }
             if r.messages.is_none() {
+                if r.resync {
+                    self.delete_consumer(s).await?;
+                    r.consumer = None;
+                    r.delivered = 0;
+                    r.resync = false;
+                    s.stats.count_recovery();
+                }
                 if r.consumer.is_none() {
                     r.consumer = Some(self.create_consumer(s).await?);
                 }
@@ -135,7 +149,13 @@ impl Partition {
             };
             let failure = match next {
                 Some(Ok(msg)) => {
-                    self.accept(r, msg);
+                    if !self.accept(r, msg) {
+                        // Handing out what follows would skip the lost
+                        // entries: start again at the first one not acked.
+                        r.messages = None;
+                        r.resync = true;
+                        r.pending = 0;
+                    }
                     continue;
                 }
                 Some(Err(e)) => {
@@ -161,17 +181,32 @@ impl Partition {
     }
 
     /// Takes a delivery into the session (no await: nothing is lost if the
-    /// read is dropped right after).
-    fn accept(&self, r: &mut Reader, msg: jetstream::Message) {
-        let (offset, pending) = match msg.info() {
-            Ok(info) => (info.stream_sequence, info.pending),
+    /// read is dropped right after). `false`: deliveries before this one
+    /// were lost in flight (a connection that broke mid-batch, the server
+    /// restarted): it is not taken, and the caller resyncs. Otherwise the
+    /// lost entries would come back only after their ack_wait, below
+    /// entries already handed out, and be acked by a commit past them
+    /// without ever being applied.
+    fn accept(&self, r: &mut Reader, msg: jetstream::Message) -> bool {
+        let (offset, pending, delivered) = match msg.info() {
+            Ok(info) => (info.stream_sequence, info.pending, info.consumer_sequence),
             Err(e) => {
                 tracing::warn!(partition = %self.id, error = %e, "a delivery without jetstream metadata is skipped");
-                return;
+                return true;
             }
         };
+        if r.delivered != 0 && delivered != r.delivered + 1 {
+            tracing::warn!(
+                partition = %self.id,
+                expected = r.delivered + 1,
+                got = delivered,
+                "deliveries were lost in flight; recreating the consumer to receive them again"
+            );
+            return false;
+        }
+        r.delivered = delivered;
         let Some(reply) = msg.message.reply.clone() else {
-            return;
+            return true;
         };
         r.pending = pending;
         // The newest handle; an older one would ack the same entry.
@@ -179,13 +214,14 @@ impl Partition {
         if offset <= r.received {
             // Delivered again (its ack_wait passed, or the consumer was
             // recreated): it is buffered or handed out already.
-            return;
+            return true;
         }
         r.received = offset;
         r.buffered.push_back(LogEntry {
             offset,
             payload: msg.message.payload,
         });
+        true
     }
 
     /// This partition's entries in `from..=upto`, at most `max`, by direct
@@ -310,17 +346,23 @@ impl Partition {
                     unacked = info.num_ack_pending,
                     "recreating the partition's consumer so that entries left unacknowledged are delivered again now"
                 );
-                let subject = format!("CONSUMER.DELETE.{}.{}", s.options.stream, self.consumer);
-                match api::<serde_json::Value>(&s.js, subject, &serde_json::json!({})).await {
-                    Ok(_) => {}
-                    Err(e) if e.code() == Some(ErrorCode::CONSUMER_NOT_FOUND) => {}
-                    Err(e) => return Err(error::api(e, &self.what("deleting the consumer"), &s.url)),
-                }
+                self.delete_consumer(s).await?;
                 s.stats.count_recovery();
                 Ok(())
             })
             .await
             .map(|_| ())
+    }
+
+    /// Deletes the durable consumer (gone already is fine). On a
+    /// work-queue stream the next one starts at the first entry not acked.
+    async fn delete_consumer(&self, s: &Shared) -> Result<()> {
+        let subject = format!("CONSUMER.DELETE.{}.{}", s.options.stream, self.consumer);
+        match api::<serde_json::Value>(&s.js, subject, &serde_json::json!({})).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(ErrorCode::CONSUMER_NOT_FOUND) => Ok(()),
+            Err(e) => Err(error::api(e, &self.what("deleting the consumer"), &s.url)),
+        }
     }
 
     fn config(&self, s: &Shared) -> pull::Config {

@@ -225,6 +225,9 @@ impl NatsMetrics {
     }
 
     async fn refresh(&self, partitions: u16) {
+        if !self.log.connected() {
+            return;
+        }
         let mut lag = Vec::with_capacity(usize::from(partitions));
         for p in 0..partitions {
             if let Ok(Some(n)) = self.log.consumer_lag(oprc_core::PartitionId(p)).await {
@@ -260,20 +263,28 @@ pub(crate) async fn monitor(
             (false, _) => {}
         }
     };
+    // The lag takes a request per partition (every 5 s is enough), each
+    // up to the log's request timeout while NATS is away: on a task of its
+    // own, so the checks below never wait for it.
+    if let Some((m, partitions)) = nats_metrics {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(EVERY * 5);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    _ = tick.tick() => m.refresh(partitions).await,
+                }
+            }
+        });
+    }
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut ticks: u64 = 0;
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
             _ = tick.tick() => {}
-        }
-        ticks += 1;
-        // The lag takes a request per partition: every 5 s is enough.
-        if let Some((m, partitions)) = &nats_metrics
-            && ticks % 5 == 1
-        {
-            m.refresh(*partitions).await;
         }
         if let Some((store, engine)) = &pg {
             let problem = match tokio::time::timeout(WAIT, store.ping()).await {
