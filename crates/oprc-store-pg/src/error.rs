@@ -52,7 +52,10 @@ pub(crate) fn map(e: sqlx::Error, url: &str) -> Error {
                 (_, "28P01" | "28000") => {
                     format!("postgresql at {url} refused the credentials: {db}")
                 }
-                (_, "3D000") => format!("the database of {url} does not exist: {db}"),
+                (_, "3D000") => format!(
+                    "the database of {url} does not exist: create it (`createdb`, or CREATE \
+                     DATABASE), or point the state store at one that does"
+                ),
                 _ => format!("postgresql error {code}: {db}"),
             };
             (kind, message)
