@@ -8,6 +8,7 @@
 //! what the dropped one had received.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::Subject;
@@ -21,6 +22,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use oprc_core::PartitionId;
 use oprc_store::{LogEntry, Result};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::error;
 use crate::log::Shared;
@@ -31,9 +34,17 @@ use crate::setup::api;
 const HEARTBEAT: Duration = Duration::from_secs(5);
 const EXPIRES: Duration = Duration::from_secs(30);
 /// While the server says more entries follow the last one received, a
-/// read waits this long at most for them before it hands out what it has
-/// (so a stale count cannot hold entries back).
+/// read waits for them until this long after the last delivery came, then
+/// hands out what it has (so a stale count, such as one of a batch lost in
+/// flight, cannot hold entries back). Counted from the delivery, not from
+/// the read: the invoker drops a read every 100 ms.
 const MORE_GRACE: Duration = Duration::from_millis(250);
+/// After a reconnection or a new pull stream, once nothing came for this
+/// long, a read asks the server how far the consumer delivered: when the
+/// deliveries lost in flight were the last ones, no later delivery shows
+/// the jump, and they would come back only after their ack_wait. Idle,
+/// a read looks this often whether the client reconnected.
+const QUIET: Duration = Duration::from_secs(1);
 /// Acks in flight at once in a commit.
 const ACK_CONCURRENCY: usize = 64;
 
@@ -72,6 +83,19 @@ struct Reader {
     /// Deliveries were lost: the consumer is recreated before the next
     /// pull, so that it starts again at the first entry not acked.
     resync: bool,
+    /// When the last delivery came (or the pull stream opened, or the
+    /// reconnection was seen): the waits for more entries and for quiet
+    /// count from it, so that they survive reads dropped before their end
+    /// (the invoker drops one every 100 ms).
+    heard: Option<Instant>,
+    /// Deliveries may have been lost with nothing after them to show it (a
+    /// new pull stream, a reconnection): once quiet, the consumer's
+    /// delivered sequence is compared with `delivered`.
+    check: bool,
+    /// The client's connection count when last looked at.
+    connects: u64,
+    /// That comparison's request, kept across dropped reads.
+    checking: Option<JoinHandle<std::result::Result<consumer::Info, crate::error::ApiError>>>,
 }
 
 impl Partition {
@@ -122,7 +146,11 @@ impl Partition {
                     s.stats.count_recovery();
                 }
                 if r.consumer.is_none() {
-                    r.consumer = Some(self.create_consumer(s).await?);
+                    let consumer = self.create_consumer(s).await?;
+                    // The next delivery is the one after: a first batch
+                    // lost whole shows as a jump too.
+                    r.delivered = consumer.cached_info().delivered.consumer_sequence;
+                    r.consumer = Some(consumer);
                 }
                 let consumer = r.consumer.as_ref().expect("set above");
                 let stream = consumer
@@ -134,18 +162,40 @@ impl Partition {
                     .await
                     .map_err(|e| self.unavailable(s, "opening the pull stream", e))?;
                 r.messages = Some(stream);
+                // A pull of an earlier stream may have delivered to its
+                // inbox, gone now.
+                r.check = true;
+                r.checking = None;
+                r.heard = Some(Instant::now());
             }
-            let messages = r.messages.as_mut().expect("set above");
-            let next = if r.buffered.is_empty() {
-                messages.next().await
+            let now = Instant::now();
+            let connects = s.client.statistics().connects.load(Ordering::Relaxed);
+            if connects != r.connects {
+                // Deliveries in flight at the break are lost.
+                r.connects = connects;
+                r.check = true;
+                r.heard = Some(now);
+            }
+            let heard = *r.heard.get_or_insert(now);
+            let wake = if !r.buffered.is_empty() {
+                heard + MORE_GRACE
+            } else if r.check {
+                heard + QUIET
             } else {
-                match tokio::time::timeout(MORE_GRACE, messages.next()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        r.pending = 0;
-                        continue;
-                    }
+                now + QUIET
+            };
+            let messages = r.messages.as_mut().expect("set above");
+            let next = match tokio::time::timeout_at(wake, messages.next()).await {
+                Ok(next) => next,
+                Err(_) if !r.buffered.is_empty() => {
+                    r.pending = 0;
+                    continue;
                 }
+                Err(_) if r.check => {
+                    self.check_delivered(s, r).await;
+                    continue;
+                }
+                Err(_) => continue,
             };
             let failure = match next {
                 Some(Ok(msg)) => {
@@ -195,7 +245,7 @@ impl Partition {
                 return true;
             }
         };
-        if r.delivered != 0 && delivered != r.delivered + 1 {
+        if delivered != r.delivered + 1 {
             tracing::warn!(
                 partition = %self.id,
                 expected = r.delivered + 1,
@@ -205,6 +255,9 @@ impl Partition {
             return false;
         }
         r.delivered = delivered;
+        r.heard = Some(Instant::now());
+        // An answer asked for before this delivery is stale.
+        r.checking = None;
         let Some(reply) = msg.message.reply.clone() else {
             return true;
         };
@@ -222,6 +275,55 @@ impl Partition {
             payload: msg.message.payload,
         });
         true
+    }
+
+    /// Compares how far the server says the consumer delivered with the
+    /// last delivery received, once nothing came for `QUIET` after a
+    /// reconnection or a new pull stream: beyond it, deliveries were lost
+    /// in flight with none after them (which `accept` would have caught),
+    /// and the consumer is recreated. A delivery on its way while the
+    /// server answers makes a needless resync, which loses nothing. The
+    /// request is kept in the session, so a read dropped meanwhile does
+    /// not start it again; a failed one is retried after another `QUIET`.
+    async fn check_delivered(&self, s: &Shared, r: &mut Reader) {
+        let request = r.checking.get_or_insert_with(|| {
+            let js = s.js.clone();
+            let subject = format!("CONSUMER.INFO.{}.{}", s.options.stream, self.consumer);
+            tokio::spawn(async move {
+                api::<consumer::Info>(&js, subject, &serde_json::json!({})).await
+            })
+        });
+        let answer = request.await;
+        r.checking = None;
+        r.heard = Some(Instant::now());
+        match answer {
+            Ok(Ok(info)) if info.delivered.consumer_sequence == r.delivered => r.check = false,
+            Ok(Ok(info)) => {
+                tracing::warn!(
+                    partition = %self.id,
+                    received = r.delivered,
+                    delivered = info.delivered.consumer_sequence,
+                    "deliveries were lost in flight; recreating the consumer to receive them again"
+                );
+                r.check = false;
+                r.messages = None;
+                r.resync = true;
+                r.pending = 0;
+            }
+            Ok(Err(e)) if e.code() == Some(ErrorCode::CONSUMER_NOT_FOUND) => {
+                // Gone: a new one starts at the first entry not acked.
+                r.check = false;
+                r.messages = None;
+                r.consumer = None;
+            }
+            Ok(Err(e)) => {
+                let e = error::api(e, &self.what("reading the consumer"), &s.url);
+                tracing::debug!(partition = %self.id, error = %e, "checking the deliveries; retrying");
+            }
+            Err(e) => {
+                tracing::debug!(partition = %self.id, error = %e, "checking the deliveries; retrying")
+            }
+        }
     }
 
     /// This partition's entries in `from..=upto`, at most `max`, by direct
