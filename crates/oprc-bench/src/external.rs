@@ -84,31 +84,42 @@ impl External {
         self.child.id().map_or_else(Cpu::default, Cpu::of)
     }
 
+    /// The node process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
 }
 
+/// `pid` (first) and its live descendants.
+pub fn family(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            if let Some(p) = entry.file_name().to_str().and_then(|s| s.parse().ok())
+                && let Some(parent) = parent(p)
+            {
+                parents.push((p, parent));
+            }
+        }
+    }
+    let mut family = vec![pid];
+    let mut i = 0;
+    while i < family.len() {
+        let up = family[i];
+        family.extend(parents.iter().filter(|(_, pp)| *pp == up).map(|(p, _)| *p));
+        i += 1;
+    }
+    family
+}
+
 impl Cpu {
     /// CPU time so far of `pid` and of its live descendants.
     pub fn of(pid: u32) -> Self {
-        let mut parents: Vec<(u32, u32)> = Vec::new();
-        if let Ok(dir) = std::fs::read_dir("/proc") {
-            for entry in dir.flatten() {
-                if let Some(p) = entry.file_name().to_str().and_then(|s| s.parse().ok())
-                    && let Some(parent) = parent(p)
-                {
-                    parents.push((p, parent));
-                }
-            }
-        }
-        let mut family = vec![pid];
-        let mut i = 0;
-        while i < family.len() {
-            let up = family[i];
-            family.extend(parents.iter().filter(|(_, pp)| *pp == up).map(|(p, _)| *p));
-            i += 1;
-        }
+        let family = family(pid);
         Self {
             node: ticks(pid).unwrap_or(0),
             children: family[1..].iter().map(|p| ticks(*p).unwrap_or(0)).sum(),
@@ -123,8 +134,13 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_owned).collect())
 }
 
-fn parent(pid: u32) -> Option<u32> {
+pub fn parent(pid: u32) -> Option<u32> {
     stat_fields(pid)?.get(1)?.parse().ok()
+}
+
+/// Whether `pid` runs (exists and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    stat_fields(pid).is_some_and(|f| f.first().is_some_and(|s| s != "Z"))
 }
 
 /// utime + stime.

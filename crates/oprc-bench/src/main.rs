@@ -26,11 +26,17 @@
 //! `oprc-bench dataflow` is the macro benchmark (issue 7): chains and a
 //! fan-out as macro calls against the same calls made by a client (see
 //! `dataflow/mod.rs`).
+//!
+//! `oprc-bench pg` is the PostgreSQL benchmark (issue 8): the JSON update
+//! through a node on its embedded store, through the same node on
+//! PostgreSQL, and as plain FaaS keeping its state in PostgreSQL (see
+//! `pg/mod.rs`).
 
 mod dataflow;
 mod external;
 mod files;
 mod load;
+mod pg;
 mod setup;
 
 use std::time::Duration;
@@ -85,6 +91,9 @@ enum Command {
     Files(files::Args),
     /// Macro chains and fan-out against client-side calls (issue 7).
     Dataflow(dataflow::Args),
+    /// The node on embedded storage and on PostgreSQL against plain FaaS
+    /// on PostgreSQL (issue 8).
+    Pg(pg::Args),
 }
 
 /// What one scenario measured, and where.
@@ -105,6 +114,7 @@ fn main() -> anyhow::Result<()> {
     match args.command.take() {
         Some(Command::Files(files)) => rt.block_on(files::run(files)),
         Some(Command::Dataflow(dataflow)) => rt.block_on(dataflow::run(dataflow)),
+        Some(Command::Pg(pg)) => rt.block_on(pg::run(pg)),
         None => rt.block_on(run(args)),
     }
 }

@@ -90,7 +90,7 @@ pub struct Env {
     function: tokio::process::Child,
 }
 
-fn random_pairs(n: usize, seed: &mut u64) -> serde_json::Map<String, serde_json::Value> {
+pub(crate) fn random_pairs(n: usize, seed: &mut u64) -> serde_json::Map<String, serde_json::Value> {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     let mut next = |len: usize| -> String {
         (0..len)
