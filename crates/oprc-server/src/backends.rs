@@ -37,36 +37,16 @@ impl Backends {
     pub(crate) async fn open(config: &Config) -> anyhow::Result<Self> {
         let needs_embedded = config.state.is_none() || config.invocation_log.is_none();
         let embedded = if needs_embedded {
-            let db_path = config.data_dir.join("oprc.redb");
-            let mut options = oprc_store_redb::Options::new(&db_path);
-            options.sync = config.sync;
-            Some(oprc_store_redb::Store::open(options).with_context(|| {
-                format!(
-                    "failed to open the data directory {}",
-                    config.data_dir.display()
-                )
-            })?)
+            Some(open_embedded(config)?)
         } else {
             None
         };
-        let (state, pg, state_place): (Arc<dyn StateStore>, _, _) = match &config.state {
-            None => {
-                let store = embedded.clone().expect("opened above");
-                let place = format!("the data directory {}", config.data_dir.display());
-                (Arc::new(store), None, place)
-            }
+        let state_place = state_place(config);
+        let (state, pg): (Arc<dyn StateStore>, _) = match &config.state {
+            None => (Arc::new(embedded.clone().expect("opened above")), None),
             Some(url) => {
-                let options = oprc_store_pg::Options {
-                    sync: config.sync,
-                    ..Default::default()
-                };
-                let store = oprc_store_pg::PgStore::connect(url, options)
-                    .await
-                    .with_context(|| {
-                        format!("failed to open the state store at {}", redact(url))
-                    })?;
-                let place = format!("the PostgreSQL database {}", redact(url));
-                (Arc::new(store.clone()), Some(store), place)
+                let store = open_pg(url, config.sync).await?;
+                (Arc::new(store.clone()), Some(store))
             }
         };
         let (log, nats, log_identity): (Arc<dyn InvocationLog>, _, _) = match &config.invocation_log
@@ -321,29 +301,15 @@ pub struct Stores {
 
 impl Stores {
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
-        let (state, embedded, pg, state_place): (Arc<dyn StateStore>, _, _, _) = match &config.state
-        {
+        let (state, embedded, pg): (Arc<dyn StateStore>, _, _) = match &config.state {
             None => {
-                let path = config.data_dir.join("oprc.redb");
-                let store = oprc_store_redb::Store::open(oprc_store_redb::Options::new(&path))
-                    .with_context(|| {
-                        format!(
-                            "failed to open the data directory {} (is a node running on \
-                                 it? stop it first)",
-                            config.data_dir.display()
-                        )
-                    })?;
-                let place = format!("the data directory {}", config.data_dir.display());
-                (Arc::new(store.clone()), Some(store), None, place)
+                let store = open_embedded(config)
+                    .context("is a node running on this data directory? stop it first")?;
+                (Arc::new(store.clone()), Some(store), None)
             }
             Some(url) => {
-                let store = oprc_store_pg::PgStore::connect(url, Default::default())
-                    .await
-                    .with_context(|| {
-                        format!("failed to open the state store at {}", redact(url))
-                    })?;
-                let place = format!("the PostgreSQL database {}", redact(url));
-                (Arc::new(store.clone()), None, Some(store), place)
+                let store = open_pg(url, true).await?;
+                (Arc::new(store.clone()), None, Some(store))
             }
         };
         // Offline: no URL is handed out, so the base of the signer is moot.
@@ -360,7 +326,7 @@ impl Stores {
         Ok(Self {
             state,
             blobs: files.store,
-            state_place,
+            state_place: state_place(config),
             blobs_place,
             embedded,
             pg,
@@ -385,6 +351,37 @@ impl Stores {
             drop(store);
             closed.await;
         }
+    }
+}
+
+/// The embedded database of the data directory.
+fn open_embedded(config: &Config) -> anyhow::Result<oprc_store_redb::Store> {
+    let mut options = oprc_store_redb::Options::new(config.data_dir.join("oprc.redb"));
+    options.sync = config.sync;
+    oprc_store_redb::Store::open(options).with_context(|| {
+        format!(
+            "failed to open the data directory {}",
+            config.data_dir.display()
+        )
+    })
+}
+
+/// The PostgreSQL state store at `url`.
+async fn open_pg(url: &str, sync: bool) -> anyhow::Result<oprc_store_pg::PgStore> {
+    let options = oprc_store_pg::Options {
+        sync,
+        ..Default::default()
+    };
+    oprc_store_pg::PgStore::connect(url, options)
+        .await
+        .with_context(|| format!("failed to open the state store at {}", redact(url)))
+}
+
+/// Where the state lives, in words (credentials redacted).
+fn state_place(config: &Config) -> String {
+    match &config.state {
+        None => format!("the data directory {}", config.data_dir.display()),
+        Some(url) => format!("the PostgreSQL database {}", redact(url)),
     }
 }
 

@@ -20,70 +20,16 @@ use oprc_core::{ClassKey, ObjectId, ObjectRecord};
 use oprc_server::archive::{self, NoProgress, Phase, Progress, Summary};
 use oprc_store::{StateStore, Write, WriteBatch};
 use serde_json::{Value, json};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 // --- PostgreSQL: a fresh database per test ---------------------------------
 
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-fn server_url() -> String {
-    std::env::var("OPRC_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.to_owned())
-}
-
-/// `url` with its database replaced by `db`.
-fn with_database(url: &str, db: &str) -> String {
-    let start = url.find("://").map_or(0, |i| i + 3);
-    let rest = &url[start..];
-    let path = rest.find('/').unwrap_or(rest.len());
-    let query = rest[path..]
-        .find('?')
-        .map(|q| &rest[path + q..])
-        .unwrap_or("");
-    format!("{}{}/{db}{query}", &url[..start], &rest[..path])
-}
-
-async fn admin() -> PgConnection {
-    let url = server_url();
-    PgConnection::connect(&url).await.unwrap_or_else(|e| {
-        panic!(
-            "cannot reach PostgreSQL at {} ({e}); run scripts/ensure-postgres.sh and export \
-             the OPRC_TEST_POSTGRES it prints",
-            oprc_store_pg::redact_url(&url)
-        )
-    })
-}
-
-async fn sql(conn: &mut PgConnection, statement: String) {
-    sqlx::raw_sql(AssertSqlSafe(statement))
-        .execute(conn)
-        .await
-        .unwrap();
-}
-
-/// Runs `test` with the URL of a fresh database, then drops the database
-/// (also when the test panics).
+/// A fresh database for `test`, dropped afterwards (`oprc-testenv`).
 async fn with_db<F, Fut>(test: F)
 where
     F: FnOnce(String) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let name = format!(
-        "oprc_archive_{}_{nanos}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    let mut conn = admin().await;
-    sql(&mut conn, format!("CREATE DATABASE {name}")).await;
-    let result = tokio::spawn(test(with_database(&server_url(), &name))).await;
-    sql(&mut conn, format!("DROP DATABASE {name} WITH (FORCE)")).await;
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    oprc_testenv::with_fresh_database("oprc_archive", test).await;
 }
 
 // --- The embedded backends --------------------------------------------------

@@ -5,40 +5,19 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use oprc_core::{ClassKey, ObjectId, ObjectRecord};
 use oprc_store::{ErrorKind, StateStore, Write, WriteBatch};
-use oprc_store_pg::{Options, PgStore, redact_url};
+use oprc_store_pg::{Options, PgStore};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-fn server_url() -> String {
-    std::env::var("OPRC_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.to_owned())
-}
-
-/// `url` with its database replaced by `db`.
-fn with_database(url: &str, db: &str) -> String {
-    let start = url.find("://").map_or(0, |i| i + 3);
-    let rest = &url[start..];
-    let path = rest.find('/').map_or(rest.len(), |i| i);
-    let query = rest[path..]
-        .find('?')
-        .map(|q| &rest[path + q..])
-        .unwrap_or("");
-    format!("{}{}/{db}{query}", &url[..start], &rest[..path])
-}
-
-async fn admin() -> PgConnection {
-    let url = server_url();
-    PgConnection::connect(&url).await.unwrap_or_else(|e| {
-        panic!(
-            "cannot reach PostgreSQL at {} ({e}); run scripts/ensure-postgres.sh and export \
-             the OPRC_TEST_POSTGRES it prints",
-            redact_url(&url)
-        )
-    })
+/// A fresh database for `test`, dropped afterwards (`oprc-testenv`).
+async fn with_db<F, Fut>(test: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    oprc_testenv::with_fresh_database("oprc_test", test).await;
 }
 
 async fn sql(conn: &mut PgConnection, statement: String) {
@@ -46,32 +25,6 @@ async fn sql(conn: &mut PgConnection, statement: String) {
         .execute(conn)
         .await
         .unwrap();
-}
-
-/// Runs `test` with the URL of a fresh database, then drops the database
-/// (also when the test panics).
-async fn with_db<F, Fut>(test: F)
-where
-    F: FnOnce(String) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let name = format!(
-        "oprc_test_{}_{nanos}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    let mut conn = admin().await;
-    sql(&mut conn, format!("CREATE DATABASE {name}")).await;
-    let result = tokio::spawn(test(with_database(&server_url(), &name))).await;
-    sql(&mut conn, format!("DROP DATABASE {name} WITH (FORCE)")).await;
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
 async fn connect(url: &str, options: Options) -> PgStore {
@@ -251,17 +204,4 @@ async fn an_unreachable_server_is_unavailable_and_its_password_stays_secret() {
     assert!(err.message.contains("app:***@127.0.0.1:1/oprc"), "{err}");
     let chain = format!("{err} {:?}", std::error::Error::source(&err));
     assert!(!chain.contains("hunter2"), "{chain}");
-}
-
-#[test]
-fn the_test_database_replaces_the_servers() {
-    assert_eq!(
-        with_database("postgres://u@h:5432/postgres", "x"),
-        "postgres://u@h:5432/x"
-    );
-    assert_eq!(
-        with_database("postgres://u@h:5432/postgres?sslmode=disable", "x"),
-        "postgres://u@h:5432/x?sslmode=disable"
-    );
-    assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
 }

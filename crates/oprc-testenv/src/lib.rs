@@ -144,6 +144,39 @@ async fn create_database(admin_url: &str, name: &str) -> String {
     with_database(&admin_url, name)
 }
 
+/// Runs `test` with the URL of a fresh database on the test server (named
+/// `PREFIX_PID_NANOS_N`), then drops the database, also when the test
+/// panics.
+pub async fn with_fresh_database<F, Fut>(prefix: &str, test: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("{prefix}_{}_{nanos}_{n}", std::process::id());
+    let url = database(&name).await;
+    let result = tokio::spawn(test(url)).await;
+    let admin_url = postgres_url();
+    let mut admin = PgConnectOptions::from_str(&admin_url)
+        .expect("checked when the database was made")
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin_url} to drop {name}: {e}"));
+    let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    sqlx::query(AssertSqlSafe(drop))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot drop database {name}: {e}"));
+    let _ = admin.close().await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
 /// `url` with its database replaced by `db`.
 pub fn with_database(url: &str, db: &str) -> String {
     let start = url.find("://").map_or(0, |i| i + 3);
@@ -182,5 +215,6 @@ mod tests {
             "postgres://u@h:1/x?sslmode=disable"
         );
         assert_eq!(with_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
+        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
     }
 }

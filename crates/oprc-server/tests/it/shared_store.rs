@@ -111,3 +111,44 @@ async fn a_node_on_another_log_than_its_state_refuses_to_start() {
     assert_eq!(node.get("/api/packages/feed").await.0, StatusCode::OK);
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_on_shared_engines_reports_them_in_its_metrics() {
+    let shared = tempfile::tempdir().unwrap();
+    let backends = oprc_testenv::backends_for(shared.path()).await;
+    let node = Node::start_configured(tempfile::tempdir().unwrap(), &[PACKAGE.to_owned()], |c| {
+        c.state = Some(backends.state.clone());
+        c.invocation_log = Some(backends.invocation_log.clone());
+    })
+    .await;
+    let id = node.new_object("feed.doc", r#"{"id": "m1"}"#).await;
+    let (s, v) = node
+        .post(
+            &format!("/api/classes/feed.doc/objects/{id}/invokes/get?_async=true"),
+            "",
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    node.wait_invocation(v["invId"].as_str().unwrap()).await;
+    let metrics = node
+        .client
+        .get(format!("{}/metrics", node.url))
+        .bearer_auth(&node.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "oprc_store_commits_total",
+        "oprc_postgres_transaction_seconds_total",
+        "oprc_postgres_pool_in_use",
+        "oprc_postgres_pool_open",
+        "oprc_nats_appends_total 1",
+        "oprc_nats_errors_total 0",
+    ] {
+        assert!(metrics.contains(name), "missing {name}:\n{metrics}");
+    }
+    node.stop().await;
+}
