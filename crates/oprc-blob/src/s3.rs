@@ -262,6 +262,11 @@ impl S3Store {
                 .map(drop)
                 .map_err(|e| failure(&format!("completing the upload of {at} to s3"), &e)),
             Err(e) => {
+                // Parts already sent are let finish first: a part the
+                // server is still receiving when the abort arrives is
+                // stored after it, and stays (S3 documents the same).
+                // Each failed wait takes one part out, so this ends.
+                while writer.wait_for_capacity(0).await.is_err() {}
                 if let Err(abort) = writer.abort().await {
                     tracing::warn!(path = %at, error = %abort, "aborting a multipart upload failed");
                 }
