@@ -9,13 +9,16 @@
 //! Layers: `sql.rs` (the statements; tables in `migrations/`, applied at
 //! connect by sqlx's migrator, and a database migrated by a newer version
 //! is refused), `plan.rs` (a batch turned into the rows of set-based
-//! statements, no IO), `error.rs` (sqlx errors mapped to the
-//! [`oprc_store::ErrorKind`]s callers decide on), `writer.rs` (group
-//! commit: concurrent batches in one transaction, one savepoint each, and
-//! how each [`oprc_store::Durability`] maps onto `synchronous_commit`),
+//! statements, no IO), `group.rs` (the batches of a group merged into as
+//! few statements as they allow, no IO), `error.rs` (sqlx errors mapped to
+//! the [`oprc_store::ErrorKind`]s callers decide on), `writer.rs` (group
+//! commit: concurrent batches in one transaction of set-based statements,
+//! a conflicting batch failing alone, and how each
+//! [`oprc_store::Durability`] maps onto `synchronous_commit`),
 //! `store.rs` (the pool, migrations, reads and the trait).
 
 mod error;
+mod group;
 mod plan;
 mod sql;
 mod store;
