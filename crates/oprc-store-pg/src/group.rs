@@ -20,6 +20,19 @@ pub(crate) struct Wave {
     /// The batch (its index in the group) of each object row.
     pub owner: Vec<usize>,
     pub invocations: InvocationRows,
+    /// The batch of each invocation row, and of each key.
+    pub invocation_owner: Vec<usize>,
+    pub key_owner: Vec<usize>,
+}
+
+impl Wave {
+    /// Whether no batch has more than one object row: then a batch's
+    /// compare-and-swap is one row's, and one statement can write the
+    /// whole wave, each batch's invocation rows only if its object row was
+    /// written (`sql::WRITE_GROUP`).
+    pub fn one_object_per_batch(&self) -> bool {
+        self.owner.windows(2).all(|w| w[0] != w[1])
+    }
 }
 
 /// A row a statement writes, for telling which batches share one.
@@ -75,6 +88,10 @@ fn append(w: &mut Wave, p: &Plan, member: usize) {
     v.key.extend_from_slice(&from.key);
     v.key_id.extend_from_slice(&from.key_id);
     v.key_conditional.extend_from_slice(&from.key_conditional);
+    w.invocation_owner
+        .extend(std::iter::repeat_n(member, from.id.len()));
+    w.key_owner
+        .extend(std::iter::repeat_n(member, from.key.len()));
 }
 
 /// The batches of `w` with an object row the statement did not write
@@ -137,6 +154,13 @@ mod tests {
         assert_eq!(w[0].owner, [0, 3, 3]);
         assert_eq!(w[0].invocations.id, ["i1", "i2"]);
         assert_eq!(w[0].invocations.key, ["k1", "k2"]);
+        assert_eq!(w[0].invocation_owner, [0, 3]);
+        assert_eq!(w[0].key_owner, [0, 3]);
+        assert!(!w[0].one_object_per_batch());
+        let c = plan(&["c"], &["i3", "i4"], &[]);
+        let w = waves(&[&a, &c], &[0, 1]);
+        assert!(w[0].one_object_per_batch());
+        assert_eq!(w[0].invocation_owner, [0, 1, 1]);
     }
 
     #[test]

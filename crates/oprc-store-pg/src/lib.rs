@@ -17,6 +17,7 @@
 //! [`oprc_store::Durability`] maps onto `synchronous_commit`),
 //! `store.rs` (the pool, migrations, reads and the trait).
 
+mod commit;
 mod error;
 mod group;
 mod plan;

@@ -62,6 +62,66 @@ ON CONFLICT (id) DO UPDATE
     WHERE EXCLUDED.terminal OR NOT oprc_invocations.terminal
 "#;
 
+/// A whole group in one statement, and so in one implicit transaction,
+/// when no batch has more than one object row and no two batches share a
+/// row (`group.rs`): the object rows as in [`WRITE_OBJECTS`], then a
+/// batch's invocation records and keys only if its object row was written
+/// (a batch without one always is). The `written` rows are what the
+/// object statements returned, after PostgreSQL rechecked any row another
+/// session changed meanwhile, so a batch is all or nothing. Returns the
+/// batches whose object row was not written (failed its precondition).
+///
+/// Binds: the five arrays of [`WRITE_OBJECTS`] and each row's batch int4[]
+/// ($6); the invocation rows of [`WRITE_INVOCATIONS`] ($7-$10) and their
+/// batch ($11); the keys ($12-$14) and their batch ($15).
+pub(crate) const WRITE_GROUP: &str = r#"
+WITH u AS (
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::bytea[], $6::int4[])
+        AS u(cls, oid, expected, revision, record, batch)
+), ins AS (
+    INSERT INTO oprc_objects (cls, oid, revision, record)
+    SELECT cls, oid, revision, record FROM u WHERE expected IS NULL
+    ON CONFLICT (cls, oid) DO NOTHING
+    RETURNING cls, oid
+), upd AS (
+    UPDATE oprc_objects o SET revision = u.revision, record = u.record
+    FROM u
+    WHERE u.expected IS NOT NULL AND u.revision IS NOT NULL
+      AND o.cls = u.cls AND o.oid = u.oid AND o.revision = u.expected
+    RETURNING o.cls, o.oid
+), del AS (
+    DELETE FROM oprc_objects o USING u
+    WHERE u.expected IS NOT NULL AND u.revision IS NULL
+      AND o.cls = u.cls AND o.oid = u.oid AND o.revision = u.expected
+    RETURNING o.cls, o.oid
+), written AS (
+    SELECT cls, oid FROM ins
+    UNION ALL SELECT cls, oid FROM upd
+    UNION ALL SELECT cls, oid FROM del
+), failed AS (
+    SELECT u.batch FROM u
+    WHERE NOT EXISTS (SELECT 1 FROM written w WHERE w.cls = u.cls AND w.oid = u.oid)
+), keys AS (
+    INSERT INTO oprc_idempotency (key, invocation_id)
+    SELECT k.key, k.id
+    FROM UNNEST($12::text[], $13::text[], $14::bool[], $15::int4[]) AS k(key, id, conditional, batch)
+    WHERE k.batch NOT IN (SELECT batch FROM failed)
+      AND (NOT k.conditional
+           OR NOT EXISTS (SELECT 1 FROM oprc_invocations i WHERE i.id = k.id AND i.terminal))
+    ON CONFLICT (key) DO NOTHING
+), inv AS (
+    INSERT INTO oprc_invocations (id, record, terminal, expires_at)
+    SELECT v.id, v.record, v.terminal, v.expires_at
+    FROM UNNEST($7::text[], $8::bytea[], $9::bool[], $10::int8[], $11::int4[])
+        AS v(id, record, terminal, expires_at, batch)
+    WHERE v.batch NOT IN (SELECT batch FROM failed)
+    ON CONFLICT (id) DO UPDATE
+        SET record = EXCLUDED.record, terminal = EXCLUDED.terminal, expires_at = EXCLUDED.expires_at
+        WHERE EXCLUDED.terminal OR NOT oprc_invocations.terminal
+)
+SELECT batch FROM failed
+"#;
+
 /// Deletes at most $2 records expired before $1, oldest first, and the
 /// idempotency keys that point to them. The outer `expires_at` test makes
 /// a record rewritten meanwhile (with a later expiry) survive.

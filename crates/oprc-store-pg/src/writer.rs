@@ -41,13 +41,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use oprc_store::{Durability, Error, ErrorKind, Result, WriteBatch};
 use sqlx::pool::PoolConnection;
-use sqlx::{Connection, PgConnection, PgPool, Postgres, Row, Transaction};
+use sqlx::{PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::commit::commit_group;
 use crate::error::{copy, map};
-use crate::group::{Wave, missed, waves};
-use crate::plan::{ObjectRows, Plan, plan};
-use crate::sql;
+use crate::plan::{Plan, plan};
 
 pub(crate) struct Job {
     pub batch: WriteBatch,
@@ -79,40 +78,6 @@ pub(crate) struct Writer {
     /// outcome unknown): a server that stopped answering without closing
     /// the connection must not hold every commit behind it.
     pub deadline: std::time::Duration,
-}
-
-/// Why a statement did not do its part.
-enum Fail {
-    /// The server refused it: the transaction is aborted, the connection
-    /// fine.
-    Statement(Error),
-    /// The connection or transaction is unusable: the group fails.
-    Group(Error),
-}
-
-/// The group failed as a whole.
-struct Broken {
-    error: Error,
-    /// At COMMIT: the outcome is unknown, never retried.
-    at_commit: bool,
-}
-
-fn broken(e: sqlx::Error, url: &str) -> Broken {
-    Broken {
-        error: map(e, url),
-        at_commit: false,
-    }
-}
-
-/// How an optimistic attempt at a group ended.
-enum Fast {
-    Committed,
-    /// Rolled back: these batches (indices in the group) failed their
-    /// compare-and-swap.
-    Conflicts(Vec<(usize, Error)>),
-    /// Rolled back: a statement failed, and which batch made it fail is
-    /// not known.
-    Refused(Error),
 }
 
 impl Writer {
@@ -248,7 +213,7 @@ impl Writer {
             };
             match commit_group(c, plans, begin, &self.url).await {
                 Ok(results) => return Ok(results),
-                Err(b) if kept && !b.at_commit => {
+                Err(b) if kept && !b.unknown => {
                     tracing::debug!(error = %b.error, "the kept postgresql connection broke; retrying the group on a new one");
                     if let Some(mut c) = conn.take() {
                         c.close_on_drop();
@@ -259,225 +224,4 @@ impl Writer {
             }
         }
     }
-}
-
-/// Commits the batches of `plans`, optimistically first (see the module
-/// doc), and answers each.
-async fn commit_group(
-    conn: &mut PgConnection,
-    plans: &[&Plan],
-    begin: &'static str,
-    url: &str,
-) -> std::result::Result<Vec<Result<()>>, Broken> {
-    let mut results: Vec<Option<Result<()>>> = plans.iter().map(|_| None).collect();
-    let mut live: Vec<usize> = (0..plans.len()).collect();
-    while !live.is_empty() {
-        match optimistic(conn, plans, &live, begin, url).await? {
-            Fast::Committed => {
-                for &i in &live {
-                    results[i] = Some(Ok(()));
-                }
-                break;
-            }
-            Fast::Conflicts(lost) => {
-                for (i, e) in lost {
-                    results[i] = Some(Err(e));
-                    live.retain(|&j| j != i);
-                }
-            }
-            Fast::Refused(e) if live.len() == 1 => {
-                results[live[0]] = Some(Err(e));
-                break;
-            }
-            Fast::Refused(e) => {
-                tracing::debug!(error = %e, group = live.len(), "a group's statement failed; committing it batch by batch");
-                let each = one_by_one(conn, plans, &live, begin, url).await?;
-                for (&i, r) in live.iter().zip(each) {
-                    results[i] = Some(r);
-                }
-                break;
-            }
-        }
-    }
-    Ok(results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(Error::internal("a batch of the group got no answer"))))
-        .collect())
-}
-
-/// One transaction of set-based statements for the `live` batches.
-async fn optimistic(
-    conn: &mut PgConnection,
-    plans: &[&Plan],
-    live: &[usize],
-    begin: &'static str,
-    url: &str,
-) -> std::result::Result<Fast, Broken> {
-    let members: Vec<&Plan> = live.iter().map(|&i| plans[i]).collect();
-    let waves = waves(&members, live);
-    let mut tx = conn.begin_with(begin).await.map_err(|e| broken(e, url))?;
-    for wave in &waves {
-        let lost = match write_wave(&mut tx, wave, url).await {
-            Ok(lost) => lost,
-            Err(Fail::Statement(e)) => {
-                tx.rollback().await.map_err(|e| broken(e, url))?;
-                return Ok(Fast::Refused(e));
-            }
-            Err(Fail::Group(error)) => {
-                return Err(Broken {
-                    error,
-                    at_commit: false,
-                });
-            }
-        };
-        if !lost.is_empty() {
-            tx.rollback().await.map_err(|e| broken(e, url))?;
-            return Ok(Fast::Conflicts(lost));
-        }
-    }
-    finish(tx, url).await?;
-    Ok(Fast::Committed)
-}
-
-/// The careful path: one savepoint per batch.
-async fn one_by_one(
-    conn: &mut PgConnection,
-    plans: &[&Plan],
-    live: &[usize],
-    begin: &'static str,
-    url: &str,
-) -> std::result::Result<Vec<Result<()>>, Broken> {
-    let mut tx = conn.begin_with(begin).await.map_err(|e| broken(e, url))?;
-    let mut results = Vec::with_capacity(live.len());
-    for (n, &i) in live.iter().enumerate() {
-        // The previous batch's savepoint is released together with taking
-        // this one; the last one goes with COMMIT.
-        let savepoint = if n == 0 {
-            "SAVEPOINT batch"
-        } else {
-            "RELEASE SAVEPOINT batch; SAVEPOINT batch"
-        };
-        exec(&mut tx, savepoint, url).await?;
-        let wave = waves(&plans[i..=i], &[i]).pop().unwrap_or_default();
-        let failed = match write_wave(&mut tx, &wave, url).await {
-            Ok(lost) => lost.into_iter().next().map(|(_, e)| e),
-            Err(Fail::Statement(e)) => Some(e),
-            Err(Fail::Group(error)) => {
-                return Err(Broken {
-                    error,
-                    at_commit: false,
-                });
-            }
-        };
-        match failed {
-            None => results.push(Ok(())),
-            Some(e) => {
-                exec(&mut tx, "ROLLBACK TO SAVEPOINT batch", url).await?;
-                results.push(Err(e));
-            }
-        }
-    }
-    finish(tx, url).await?;
-    Ok(results)
-}
-
-async fn finish(tx: Transaction<'_, Postgres>, url: &str) -> std::result::Result<(), Broken> {
-    tx.commit().await.map_err(|e| {
-        let mut error = map(e, url);
-        if error.kind == ErrorKind::Unavailable {
-            error.kind = ErrorKind::Timeout;
-            error.message = format!("the commit's outcome is unknown: {}", error.message);
-        }
-        Broken {
-            error,
-            at_commit: true,
-        }
-    })
-}
-
-async fn exec(
-    tx: &mut Transaction<'_, Postgres>,
-    sql: &'static str,
-    url: &str,
-) -> std::result::Result<(), Broken> {
-    sqlx::raw_sql(sql)
-        .execute(&mut **tx)
-        .await
-        .map(drop)
-        .map_err(|e| broken(e, url))
-}
-
-/// A statement's error: its own if the server answered it, the group's
-/// if the connection is gone.
-fn fail(e: sqlx::Error, url: &str) -> Fail {
-    let database = matches!(e, sqlx::Error::Database(_));
-    let e = map(e, url);
-    if database && e.kind != ErrorKind::Unavailable {
-        Fail::Statement(e)
-    } else {
-        Fail::Group(e)
-    }
-}
-
-fn conflict(o: &ObjectRows, row: usize) -> Error {
-    let expected = match o.expected[row] {
-        None => "to be absent".to_owned(),
-        Some(r) => format!("at revision {r}"),
-    };
-    Error::conflict(format!(
-        "object {}/{} is not {expected}",
-        o.cls[row], o.oid[row]
-    ))
-}
-
-/// Runs a wave's statements: its objects (compare-and-swap on each), then,
-/// when every one was written, its invocation records and keys. Answers
-/// the batches whose compare-and-swap failed (the caller rolls back).
-async fn write_wave(
-    tx: &mut Transaction<'_, Postgres>,
-    w: &Wave,
-    url: &str,
-) -> std::result::Result<Vec<(usize, Error)>, Fail> {
-    let o = &w.objects;
-    if !o.cls.is_empty() {
-        let rows = sqlx::query(sql::WRITE_OBJECTS)
-            .bind(&o.cls)
-            .bind(&o.oid)
-            .bind(&o.expected)
-            .bind(&o.revision)
-            .bind(&o.record)
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(|e| fail(e, url))?;
-        if rows.len() != o.cls.len() {
-            let mut written = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let cls: String = row.try_get(0).map_err(|e| fail(e, url))?;
-                let oid: String = row.try_get(1).map_err(|e| fail(e, url))?;
-                written.push((cls, oid));
-            }
-            let lost: Vec<(usize, Error)> = missed(w, &written)
-                .into_iter()
-                .map(|(batch, row)| (batch, conflict(o, row)))
-                .collect();
-            if !lost.is_empty() {
-                return Ok(lost);
-            }
-        }
-    }
-    let v = &w.invocations;
-    if !v.id.is_empty() {
-        sqlx::query(sql::WRITE_INVOCATIONS)
-            .bind(&v.id)
-            .bind(&v.record)
-            .bind(&v.terminal)
-            .bind(&v.expires_at)
-            .bind(&v.key)
-            .bind(&v.key_id)
-            .bind(&v.key_conditional)
-            .execute(&mut **tx)
-            .await
-            .map_err(|e| fail(e, url))?;
-    }
-    Ok(Vec::new())
 }

@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use oprc_core::{ClassKey, ObjectId, ObjectRecord};
+use oprc_core::{
+    ClassKey, InvocationId, InvocationRecord, InvocationRequest, InvocationResponse,
+    InvocationStatus, ObjectId, ObjectRecord,
+};
 use oprc_store::{Error, ErrorKind, StateStore, Write, WriteBatch};
 use oprc_store_pg::{Options, PgStore};
 use sqlx::{Connection, PgConnection};
@@ -37,6 +40,28 @@ fn put(oid: &str, revision: u64, expected: Option<u64>) -> Write {
         record,
         expected_revision: expected,
     }
+}
+
+fn record(id: &str, key: &str) -> Write {
+    let inv_id = InvocationId::new(id).unwrap();
+    Write::PutInvocation(Box::new(InvocationRecord {
+        request: InvocationRequest {
+            inv_id: inv_id.clone(),
+            cls: cls(),
+            oid: None,
+            fb: "f".into(),
+            args: Default::default(),
+            body: None,
+            idempotency_key: Some(key.to_owned()),
+            accepted_at: None,
+            traceparent: None,
+            caller: Default::default(),
+            chain: None,
+            macro_revision: None,
+        },
+        response: InvocationResponse::status(inv_id, InvocationStatus::Succeeded),
+        expires_at: i64::MAX,
+    }))
 }
 
 /// A batch that creates these objects of class `t.group`.
@@ -186,6 +211,57 @@ async fn batches_of_one_object_in_one_group_apply_in_their_order() {
             format!("{:?}", results[5]).contains("t.group/taken"),
             "{results:?}"
         );
+        store.close().await;
+    })
+    .await;
+}
+
+/// The usual group (one object per batch, no row shared): one statement,
+/// in which a batch whose compare-and-swap fails leaves neither its
+/// invocation record nor its key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_of_the_one_statement_leaves_no_record_and_no_key() {
+    with_db(|url| async move {
+        let store = connect(&url, Options::default()).await;
+        store.commit(create("a")).await.unwrap();
+        store.commit(create("b")).await.unwrap();
+        store.commit(create("d")).await.unwrap();
+        let with = |w: Write, id: &str| WriteBatch::of(vec![w, record(id, &format!("key-{id}"))]);
+        let results = one_group(
+            &url,
+            &store,
+            vec![
+                with(put("a", 2, Some(1)), "i1"),
+                with(put("b", 9, Some(8)), "i2"),
+                WriteBatch::of(vec![record("i3", "key-i3")]),
+                with(put("c", 1, None), "i4"),
+                with(put("d", 9, None), "i5"),
+            ],
+        )
+        .await;
+        let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
+        assert_eq!(ok, [true, false, true, true, false], "{results:?}");
+        assert!(format!("{:?}", results[1]).contains("t.group/b is not at revision 8"));
+        assert!(format!("{:?}", results[4]).contains("t.group/d is not to be absent"));
+        assert_eq!(revision(&store, "a").await, Some(2));
+        assert_eq!(revision(&store, "b").await, Some(1));
+        assert_eq!(revision(&store, "c").await, Some(1));
+        for (id, kept) in [
+            ("i1", true),
+            ("i2", false),
+            ("i3", true),
+            ("i4", true),
+            ("i5", false),
+        ] {
+            let inv = InvocationId::new(id).unwrap();
+            let found = store.get_invocation(&inv).await.unwrap();
+            assert_eq!(found.is_some(), kept, "{id}");
+            let key = store
+                .find_idempotency_key(&format!("key-{id}"))
+                .await
+                .unwrap();
+            assert_eq!(key, kept.then_some(inv), "{id}'s key");
+        }
         store.close().await;
     })
     .await;
