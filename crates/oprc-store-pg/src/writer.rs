@@ -196,6 +196,20 @@ impl Writer {
         }
     }
 
+    /// A connection for the writer to keep. Its statements are the same
+    /// few, with arrays whose lengths vary from group to group: planned
+    /// once (a generic plan), not at every group (PostgreSQL's default
+    /// for parameters it can estimate, which cost a group's whole
+    /// statement more than its execution).
+    async fn connect(&self) -> Result<PoolConnection<Postgres>> {
+        let mut c = self.pool.acquire().await.map_err(|e| map(e, &self.url))?;
+        sqlx::raw_sql("SET plan_cache_mode = force_generic_plan")
+            .execute(&mut *c)
+            .await
+            .map_err(|e| map(e, &self.url))?;
+        Ok(c)
+    }
+
     /// The group on the kept connection, and once more on a fresh one if
     /// the kept one turns out broken before COMMIT (the server restarted
     /// since the last group, say).
@@ -209,7 +223,7 @@ impl Writer {
         loop {
             let c = match conn {
                 Some(c) => c,
-                None => conn.insert(self.pool.acquire().await.map_err(|e| map(e, &self.url))?),
+                None => conn.insert(self.connect().await?),
             };
             match commit_group(c, plans, begin, &self.url).await {
                 Ok(results) => return Ok(results),
