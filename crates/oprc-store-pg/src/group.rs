@@ -96,7 +96,7 @@ fn append(w: &mut Wave, p: &Plan, member: usize) {
 
 /// The batches of `w` with an object row the statement did not write
 /// (`written`: the `(cls, oid)`s it returned), each once, with that row.
-pub(crate) fn missed<'w>(w: &'w Wave, written: &[(String, String)]) -> Vec<(usize, usize)> {
+pub(crate) fn missed(w: &Wave, written: &[(String, String)]) -> Vec<(usize, usize)> {
     let done: std::collections::HashSet<(&str, &str)> = written
         .iter()
         .map(|(c, o)| (c.as_str(), o.as_str()))
