@@ -126,7 +126,7 @@ impl ApiError {
     pub fn storage(e: &oprc_store::Error) -> Self {
         use oprc_store::ErrorKind as K;
         match e.kind {
-            K::Unavailable | K::Timeout => {
+            K::Unavailable | K::Timeout | K::Fenced => {
                 tracing::warn!(error = %e, kind = ?e.kind, "storage unavailable");
                 Self::new(
                     Code::Unavailable,

@@ -73,6 +73,10 @@ pub(crate) fn storage_failed(shared: &Arc<Shared>, call: Call, kind: ErrorKind) 
             "storage did not answer in time: the new state may or may not have been \
              stored; read the object before you retry",
         ),
+        ErrorKind::Fenced => (
+            codes::STORAGE,
+            "the object's partition moved to another node; nothing was committed; retry",
+        ),
         ErrorKind::Internal => (
             codes::INTERNAL,
             "stored data could not be read or written (see the node's log); nothing was committed",
@@ -131,6 +135,7 @@ pub(crate) async fn record_durably(
         let batch = WriteBatch {
             writes: vec![Write::PutInvocation(Box::new(record))],
             durability: Durability::Required,
+            fence: None,
         };
         let e = match shared.state.commit(batch).await {
             Ok(()) => return true,

@@ -168,7 +168,7 @@ impl Error {
             Self::Overloaded { .. } | Self::ShuttingDown => codes::STORAGE,
             Self::Storage(e) => match e.kind {
                 K::Conflict => codes::CONFLICT,
-                K::Unavailable | K::Timeout => codes::STORAGE,
+                K::Unavailable | K::Timeout | K::Fenced => codes::STORAGE,
                 K::Internal => codes::INTERNAL,
             },
             Self::Internal(_) => codes::INTERNAL,

@@ -22,8 +22,11 @@ pub(crate) fn merge(batches: impl Iterator<Item = WriteBatch>) -> WriteBatch {
     let mut at: HashMap<ObjectKey, usize> = HashMap::new();
     // As durable as the most demanding merged batch.
     let mut durability = Durability::Deferred;
+    // One object's batches: one partition, one ownership.
+    let mut fence = None;
     let all = batches.flat_map(|b| {
         durability = durability.max(b.durability);
+        fence = fence.or(b.fence);
         b.writes
     });
     for w in all {
@@ -68,6 +71,7 @@ pub(crate) fn merge(batches: impl Iterator<Item = WriteBatch>) -> WriteBatch {
     WriteBatch {
         writes: writes.into_iter().flatten().collect(),
         durability,
+        fence,
     }
 }
 
@@ -146,6 +150,7 @@ mod tests {
         let with = |d| WriteBatch {
             writes: vec![put("o", 1, None)],
             durability: d,
+            fence: None,
         };
         let merged = merge([with(Durability::Deferred), with(Durability::Deferred)].into_iter());
         assert_eq!(merged.durability, Durability::Deferred);

@@ -76,6 +76,11 @@ pub(crate) fn decide(kind: CallKind, error: ErrorKind, attempts: u32) -> Decisio
         (ErrorKind::Timeout, CallKind::Idempotent) if attempts < SYNC_TIMEOUT_ATTEMPTS => retry,
         (ErrorKind::Timeout, CallKind::Idempotent) => Decision::Fail,
         (ErrorKind::Timeout, CallKind::Sync) => Decision::Fail,
+        // Never commits here again; an async entry waits for the
+        // partition's consumer to move to the new owner (ADR 13), a sync
+        // caller is told to retry.
+        (ErrorKind::Fenced, CallKind::Async { .. }) => retry,
+        (ErrorKind::Fenced, _) => Decision::Fail,
     }
 }
 

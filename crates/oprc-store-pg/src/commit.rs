@@ -40,8 +40,8 @@ fn broken(e: sqlx::Error, url: &str) -> Broken {
 enum Fast {
     Committed,
     /// Rolled back: these batches (indices in the group) failed their
-    /// compare-and-swap.
-    Conflicts(Vec<(usize, Error)>),
+    /// compare-and-swap or their fence.
+    Lost(Vec<(usize, Error)>),
     /// Rolled back: a statement failed, and which batch made it fail is
     /// not known.
     Refused(Error),
@@ -62,11 +62,11 @@ pub(crate) async fn commit_group(
         && let [wave] = waves(plans, &live).as_slice()
         && wave.one_object_per_batch()
     {
-        match one_statement(conn, wave, url).await? {
-            Ok(failed) => {
+        match one_statement(conn, wave, &fences(plans, &live), url).await? {
+            Ok(lost) => {
                 let mut results: Vec<Result<()>> = live.iter().map(|_| Ok(())).collect();
-                for (batch, row) in failed {
-                    results[batch] = Err(conflict(&wave.objects, row));
+                for (batch, e) in lost {
+                    results[batch] = Err(e);
                 }
                 return Ok(results);
             }
@@ -86,7 +86,7 @@ pub(crate) async fn commit_group(
                 }
                 break;
             }
-            Fast::Conflicts(lost) => {
+            Fast::Lost(lost) => {
                 for (i, e) in lost {
                     results[i] = Some(Err(e));
                     live.retain(|&j| j != i);
@@ -125,8 +125,9 @@ pub(crate) async fn commit_group(
 async fn one_statement(
     conn: &mut PgConnection,
     w: &Wave,
+    fences: &Fences,
     url: &str,
-) -> std::result::Result<std::result::Result<Vec<(usize, usize)>, Error>, Broken> {
+) -> std::result::Result<std::result::Result<Vec<(usize, Error)>, Error>, Broken> {
     use futures_util::TryStreamExt;
     use sqlx::Either;
     use sqlx::Executor;
@@ -153,20 +154,26 @@ async fn one_statement(
         .bind(&v.key)
         .bind(&v.key_id)
         .bind(&v.key_conditional)
-        .bind(batch(&w.key_owner));
+        .bind(batch(&w.key_owner))
+        .bind(batch(&fences.batch))
+        .bind(&fences.partition)
+        .bind(&fences.epoch);
     let mut stream = conn.fetch_many(query);
-    let mut failed: Vec<usize> = Vec::new();
+    let mut lost: Vec<(usize, bool)> = Vec::new();
     let mut completed = false;
     loop {
         match stream.try_next().await {
             Ok(None) => break,
             Ok(Some(Either::Left(_))) => completed = true,
             Ok(Some(Either::Right(row))) => {
-                let b: i32 = row.try_get(0).map_err(|e| Broken {
+                let decoded = row
+                    .try_get::<i32, _>(0)
+                    .and_then(|b| Ok((b, row.try_get::<bool, _>(1)?)));
+                let (b, fenced) = decoded.map_err(|e| Broken {
                     error: map(e, url),
                     unknown: true,
                 })?;
-                failed.push(usize::try_from(b).unwrap_or(usize::MAX));
+                lost.push((usize::try_from(b).unwrap_or(usize::MAX), fenced));
             }
             Err(e) => {
                 let refused = matches!(e, sqlx::Error::Database(_)) && !completed;
@@ -185,11 +192,71 @@ async fn one_statement(
             }
         }
     }
-    // Each failed batch with its (one) object row.
-    Ok(Ok(failed
-        .into_iter()
-        .filter_map(|b| w.owner.iter().position(|&o| o == b).map(|row| (b, row)))
-        .collect()))
+    let mut answers = Vec::with_capacity(lost.len());
+    for (b, fenced) in lost {
+        let row = w.owner.iter().position(|&o| o == b);
+        answers.push(match (fenced, row) {
+            (true, _) => (b, fences.error(b)),
+            (false, Some(row)) => (b, conflict(&w.objects, row)),
+            (false, None) => (
+                b,
+                Error::internal("a batch without objects failed their check"),
+            ),
+        });
+    }
+    Ok(Ok(answers))
+}
+
+/// The fences of the `live` batches, as the statements bind them.
+#[derive(Default)]
+struct Fences {
+    batch: Vec<usize>,
+    partition: Vec<i32>,
+    epoch: Vec<i64>,
+}
+
+impl Fences {
+    fn error(&self, batch: usize) -> Error {
+        let at = self.batch.iter().position(|&b| b == batch);
+        let (p, e) = at.map_or((-1, -1), |i| (self.partition[i], self.epoch[i]));
+        Error::new(
+            ErrorKind::Fenced,
+            format!("partition {p} is no longer owned at epoch {e}: another node took it over"),
+        )
+    }
+}
+
+fn fences(plans: &[&Plan], live: &[usize]) -> Fences {
+    let mut f = Fences::default();
+    for &i in live {
+        if let Some((p, e)) = plans[i].fence {
+            f.batch.push(i);
+            f.partition.push(p);
+            f.epoch.push(e);
+        }
+    }
+    f
+}
+
+/// Share-locks the fenced partitions' rows for the transaction and
+/// answers the batches whose epoch is not the current one.
+async fn hold_fences(
+    tx: &mut Transaction<'_, Postgres>,
+    fences: &Fences,
+    url: &str,
+) -> std::result::Result<Vec<(usize, Error)>, Broken> {
+    if fences.batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let held: Vec<(i32, i64)> = sqlx::query_as(sql::HOLD_FENCES)
+        .bind(&fences.partition)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(|e| broken(e, url))?;
+    Ok((0..fences.batch.len())
+        .filter(|&i| !held.contains(&(fences.partition[i], fences.epoch[i])))
+        .map(|i| (fences.batch[i], fences.error(fences.batch[i])))
+        .collect())
 }
 
 /// An unavailable server at the moment of commit: whether it committed is
@@ -213,6 +280,11 @@ async fn optimistic(
     let members: Vec<&Plan> = live.iter().map(|&i| plans[i]).collect();
     let waves = waves(&members, live);
     let mut tx = conn.begin_with(begin).await.map_err(|e| broken(e, url))?;
+    let stale = hold_fences(&mut tx, &fences(plans, live), url).await?;
+    if !stale.is_empty() {
+        tx.rollback().await.map_err(|e| broken(e, url))?;
+        return Ok(Fast::Lost(stale));
+    }
     for wave in &waves {
         let lost = match write_wave(&mut tx, wave, url).await {
             Ok(lost) => lost,
@@ -229,7 +301,7 @@ async fn optimistic(
         };
         if !lost.is_empty() {
             tx.rollback().await.map_err(|e| broken(e, url))?;
-            return Ok(Fast::Conflicts(lost));
+            return Ok(Fast::Lost(lost));
         }
     }
     finish(tx, url).await?;
@@ -245,8 +317,13 @@ async fn one_by_one(
     url: &str,
 ) -> std::result::Result<Vec<Result<()>>, Broken> {
     let mut tx = conn.begin_with(begin).await.map_err(|e| broken(e, url))?;
+    let mut stale = hold_fences(&mut tx, &fences(plans, live), url).await?;
     let mut results = Vec::with_capacity(live.len());
     for (n, &i) in live.iter().enumerate() {
+        if let Some(at) = stale.iter().position(|(b, _)| *b == i) {
+            results.push(Err(stale.swap_remove(at).1));
+            continue;
+        }
         // The previous batch's savepoint is released together with taking
         // this one; the last one goes with COMMIT.
         let savepoint = if n == 0 {

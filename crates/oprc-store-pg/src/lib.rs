@@ -15,11 +15,14 @@
 //! commit: concurrent batches in one transaction of set-based statements,
 //! a conflicting batch failing alone, and how each
 //! [`oprc_store::Durability`] maps onto `synchronous_commit`),
-//! `store.rs` (the pool, migrations, reads and the trait).
+//! `store.rs` (the pool, migrations, reads and the trait), `membership.rs`
+//! (cluster members and partition ownership with epochs, ADR 13, whose
+//! fences the writer checks in each commit).
 
 mod commit;
 mod error;
 mod group;
+mod membership;
 mod plan;
 mod sql;
 mod store;

@@ -38,6 +38,8 @@ pub(crate) struct InvocationRows {
 pub(crate) struct Plan {
     pub objects: ObjectRows,
     pub invocations: InvocationRows,
+    /// The batch's fence: partition and epoch.
+    pub fence: Option<(i32, i64)>,
 }
 
 fn revision(r: u64) -> Result<i64> {
@@ -49,6 +51,11 @@ fn revision(r: u64) -> Result<i64> {
 /// does not encode.
 pub(crate) fn plan(batch: &WriteBatch) -> Result<Plan> {
     let mut plan = Plan::default();
+    if let Some(f) = batch.fence {
+        let epoch = i64::try_from(f.epoch)
+            .map_err(|_| Error::internal(format!("epoch {} does not fit in bigint", f.epoch)))?;
+        plan.fence = Some((i32::from(f.partition), epoch));
+    }
     let o = &mut plan.objects;
     let v = &mut plan.invocations;
     for write in &batch.writes {

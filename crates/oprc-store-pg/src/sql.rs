@@ -68,16 +68,30 @@ ON CONFLICT (id) DO UPDATE
 /// batch's invocation records and keys only if its object row was written
 /// (a batch without one always is). The `written` rows are what the
 /// object statements returned, after PostgreSQL rechecked any row another
-/// session changed meanwhile, so a batch is all or nothing. Returns the
-/// batches whose object row was not written (failed its precondition).
+/// session changed meanwhile, so a batch is all or nothing. A fenced batch
+/// (ADR 13) whose partition's epoch is not its own writes nothing: the
+/// partition's row is read `FOR SHARE`, so a claim waits for this
+/// statement. Returns the batches whose object row was not written
+/// (`fenced` false: failed its precondition) or whose fence failed.
 ///
 /// Binds: the five arrays of [`WRITE_OBJECTS`] and each row's batch int4[]
 /// ($6); the invocation rows of [`WRITE_INVOCATIONS`] ($7-$10) and their
-/// batch ($11); the keys ($12-$14) and their batch ($15).
+/// batch ($11); the keys ($12-$14) and their batch ($15); the fenced
+/// batches ($16), their partition ($17) and epoch ($18).
 pub(crate) const WRITE_GROUP: &str = r#"
-WITH u AS (
+WITH f AS (
+    SELECT * FROM UNNEST($16::int4[], $17::int4[], $18::int8[]) AS f(batch, partition, epoch)
+), held AS (
+    SELECT partition, epoch FROM oprc_partitions
+    WHERE partition IN (SELECT partition FROM f)
+    FOR SHARE
+), stale AS (
+    SELECT f.batch FROM f
+    WHERE NOT EXISTS (SELECT 1 FROM held h WHERE h.partition = f.partition AND h.epoch = f.epoch)
+), u AS (
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::bytea[], $6::int4[])
         AS u(cls, oid, expected, revision, record, batch)
+    WHERE u.batch NOT IN (SELECT batch FROM stale)
 ), ins AS (
     INSERT INTO oprc_objects (cls, oid, revision, record)
     SELECT cls, oid, revision, record FROM u WHERE expected IS NULL
@@ -106,6 +120,7 @@ WITH u AS (
     SELECT k.key, k.id
     FROM UNNEST($12::text[], $13::text[], $14::bool[], $15::int4[]) AS k(key, id, conditional, batch)
     WHERE k.batch NOT IN (SELECT batch FROM failed)
+      AND k.batch NOT IN (SELECT batch FROM stale)
       AND (NOT k.conditional
            OR NOT EXISTS (SELECT 1 FROM oprc_invocations i WHERE i.id = k.id AND i.terminal))
     ON CONFLICT (key) DO NOTHING
@@ -115,12 +130,20 @@ WITH u AS (
     FROM UNNEST($7::text[], $8::bytea[], $9::bool[], $10::int8[], $11::int4[])
         AS v(id, record, terminal, expires_at, batch)
     WHERE v.batch NOT IN (SELECT batch FROM failed)
+      AND v.batch NOT IN (SELECT batch FROM stale)
     ON CONFLICT (id) DO UPDATE
         SET record = EXCLUDED.record, terminal = EXCLUDED.terminal, expires_at = EXCLUDED.expires_at
         WHERE EXCLUDED.terminal OR NOT oprc_invocations.terminal
 )
-SELECT batch FROM failed
+SELECT batch, FALSE AS fenced FROM failed
+UNION ALL SELECT batch, TRUE FROM stale
 "#;
+
+/// The current epochs of these partitions, share-locked until the
+/// transaction ends: a claim (which updates the row) waits for it, so the
+/// transaction's writes are wholly before or after any takeover.
+pub(crate) const HOLD_FENCES: &str =
+    "SELECT partition, epoch FROM oprc_partitions WHERE partition = ANY($1) FOR SHARE";
 
 /// Deletes at most $2 records expired before $1, oldest first, and the
 /// idempotency keys that point to them. The outer `expires_at` test makes
@@ -182,3 +205,62 @@ pub(crate) const HAS_SCHEMA: &str = "SELECT to_regclass('_sqlx_migrations') IS N
 /// The newest schema version applied to the database.
 pub(crate) const SCHEMA_VERSION: &str =
     "SELECT COALESCE(MAX(version), 0)::int8 FROM _sqlx_migrations WHERE success";
+
+// -- cluster membership and ownership (ADR 13, migration 3) -----------------
+
+/// Registers or renews member $1 at $2 for $3 seconds, forgets members
+/// lapsed for an hour, and answers the live members with their lease left.
+pub(crate) const HEARTBEAT: &str = r#"
+WITH gone AS (
+    DELETE FROM oprc_members WHERE lease_until < now() - interval '1 hour' AND node <> $1
+), me AS (
+    INSERT INTO oprc_members (node, advertise, lease_until)
+    VALUES ($1, $2, now() + make_interval(secs => $3))
+    ON CONFLICT (node) DO UPDATE
+        SET advertise = EXCLUDED.advertise, lease_until = EXCLUDED.lease_until
+    RETURNING node, advertise, lease_until
+)
+SELECT node, advertise, EXTRACT(EPOCH FROM lease_until - now())::float8 FROM me
+UNION ALL
+SELECT node, advertise, EXTRACT(EPOCH FROM lease_until - now())::float8 FROM oprc_members
+WHERE lease_until > now() AND node <> $1
+ORDER BY 1
+"#;
+
+/// Releases member $1's partitions and removes it.
+pub(crate) const LEAVE: &str = r#"
+WITH parts AS (
+    UPDATE oprc_partitions SET owner = NULL, lease_until = now() WHERE owner = $1
+)
+DELETE FROM oprc_members WHERE node = $1
+"#;
+
+pub(crate) const OWNERSHIP: &str = r#"
+SELECT partition, owner, epoch, GREATEST(EXTRACT(EPOCH FROM lease_until - now()), 0)::float8
+FROM oprc_partitions ORDER BY partition
+"#;
+
+/// Partition $1 for node $2 for $3 seconds, with a new epoch, if it has no
+/// owner or its owner's lease has lapsed. The row's update waits for the
+/// commits that hold it `FOR SHARE` (their fence).
+pub(crate) const CLAIM: &str = r#"
+INSERT INTO oprc_partitions AS p (partition, owner, epoch, lease_until)
+VALUES ($1, $2, 1, now() + make_interval(secs => $3))
+ON CONFLICT (partition) DO UPDATE
+    SET owner = EXCLUDED.owner, epoch = p.epoch + 1, lease_until = EXCLUDED.lease_until
+    WHERE p.owner IS NULL OR p.lease_until <= now()
+RETURNING partition, owner, epoch, EXTRACT(EPOCH FROM lease_until - now())::float8
+"#;
+
+/// Renews for $2 seconds the partitions ($3) node $1 holds at epochs $4.
+pub(crate) const RENEW: &str = r#"
+UPDATE oprc_partitions p SET lease_until = now() + make_interval(secs => $2)
+FROM UNNEST($3::int4[], $4::int8[]) AS h(partition, epoch)
+WHERE p.partition = h.partition AND p.epoch = h.epoch AND p.owner = $1
+RETURNING p.partition, p.owner, p.epoch, EXTRACT(EPOCH FROM p.lease_until - now())::float8
+"#;
+
+pub(crate) const RELEASE: &str = r#"
+UPDATE oprc_partitions SET owner = NULL, lease_until = now()
+WHERE partition = $1 AND owner = $2 AND epoch = $3
+"#;

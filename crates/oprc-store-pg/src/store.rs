@@ -152,8 +152,12 @@ impl PgStore {
         self.inner.pool.close().await;
     }
 
-    fn err(&self, e: sqlx::Error) -> Error {
+    pub(crate) fn err(&self, e: sqlx::Error) -> Error {
         map(e, &self.inner.url)
+    }
+
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.inner.pool
     }
 }
 

@@ -63,6 +63,15 @@ impl StateStore for Store {
     }
 
     async fn commit(&self, batch: WriteBatch) -> Result<()> {
+        if let Some(f) = batch.fence {
+            // Ownership lives in a shared database (ADR 13); a fence this
+            // store cannot check must not pass as checked.
+            return Err(oprc_store::Error::internal(format!(
+                "the embedded store keeps no partition ownership and cannot check the fence \
+                 of partition {} epoch {}",
+                f.partition, f.epoch
+            )));
+        }
         self.call(|reply| Op::Commit(batch, reply)).await
     }
 

@@ -391,6 +391,7 @@ async fn every_durability_commits_atomically(s: &dyn StateStore) {
                 ))),
             ],
             durability,
+            fence: None,
         };
         s.commit(batch).await.unwrap();
         // Visible as soon as the commit returns, whatever its durability.
@@ -413,6 +414,7 @@ async fn every_durability_commits_atomically(s: &dyn StateStore) {
                 },
             ],
             durability,
+            fence: None,
         };
         assert_eq!(s.commit(bad).await.unwrap_err().kind, ErrorKind::Conflict);
         assert!(s.get_object(&c, &oid(&extra)).await.unwrap().is_none());

@@ -6,6 +6,10 @@ use std::fmt;
 pub enum ErrorKind {
     /// A compare-and-swap precondition failed: someone else changed it first.
     Conflict,
+    /// The batch's fence failed: its partition has a newer owner (ADR 13).
+    /// Nothing was written; the caller must give the partition up, not
+    /// retry here.
+    Fenced,
     /// The backend cannot be reached now; retrying later may work.
     Unavailable,
     /// The backend did not answer in time; the outcome is unknown.
@@ -18,6 +22,7 @@ impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Conflict => "conflict",
+            Self::Fenced => "fenced",
             Self::Unavailable => "unavailable",
             Self::Timeout => "timeout",
             Self::Internal => "internal",

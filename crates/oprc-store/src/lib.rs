@@ -1,11 +1,13 @@
 //! Storage traits of Oparaca: [`StateStore`] (objects, packages, invocation
-//! records) and [`InvocationLog`] (the durable async-call log), the storage
+//! records), [`InvocationLog`] (the durable async-call log) and
+//! [`cluster::Membership`] (members and partition ownership), the storage
 //! [`Error`] with its [`ErrorKind`], and the conformance suite (feature
 //! `conformance`) that every backend runs in its own tests.
 //!
 //! This crate depends on no backend; backends depend on it. Callers decide on
 //! retries from [`ErrorKind`], never from a backend's message.
 
+pub mod cluster;
 mod error;
 pub mod intercept;
 mod log;
@@ -16,4 +18,4 @@ pub mod conformance;
 
 pub use error::{Error, ErrorKind, Result};
 pub use log::{Appended, InvocationLog, LogEntry};
-pub use state::{Durability, Layout, ObjectPage, StateStore, Write, WriteBatch};
+pub use state::{Durability, Fence, Layout, ObjectPage, StateStore, Write, WriteBatch};

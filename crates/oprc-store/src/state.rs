@@ -50,12 +50,26 @@ impl Durability {
     }
 }
 
+/// The ownership a batch is committed under (ADR 13): the partition whose
+/// owner ordered it, and the epoch of that ownership. The store writes the
+/// batch only if the partition's epoch is still this one, checked in the
+/// commit itself; otherwise the batch writes nothing and fails with
+/// [`crate::ErrorKind::Fenced`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    pub partition: u16,
+    pub epoch: u64,
+}
+
 /// Writes that commit together or not at all.
 #[derive(Debug, Clone, Default)]
 pub struct WriteBatch {
     pub writes: Vec<Write>,
     /// How durable the commit must be before it returns.
     pub durability: Durability,
+    /// `None`: a single node's batch, unfenced. A store without partition
+    /// ownership refuses a fenced batch.
+    pub fence: Option<Fence>,
 }
 
 impl WriteBatch {
@@ -68,6 +82,7 @@ impl WriteBatch {
         Self {
             writes,
             durability: Durability::Default,
+            fence: None,
         }
     }
 

@@ -358,6 +358,7 @@ async fn put_objects(
         let batch = WriteBatch {
             writes,
             durability: Durability::Required,
+            fence: None,
         };
         state.commit(batch).await.with_context(|| {
             format!(

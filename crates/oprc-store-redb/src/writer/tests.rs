@@ -140,6 +140,7 @@ fn durability_decides_whether_the_group_is_synced() {
             WriteBatch {
                 writes: vec![],
                 durability,
+                fence: None,
             },
             reply,
         )

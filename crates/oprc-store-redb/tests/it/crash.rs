@@ -54,6 +54,7 @@ async fn child() {
             let batch = WriteBatch {
                 writes: vec![create("t.crash", &oid)],
                 durability,
+                fence: None,
             };
             store.commit(batch).await.unwrap();
         }

@@ -93,6 +93,7 @@ async fn write_behind_still_syncs_appends_packages_and_required_batches() {
     let batch = |oid: &str, durability| WriteBatch {
         writes: vec![create("t.c", oid)],
         durability,
+        fence: None,
     };
     store.commit(batch("a", Durability::Default)).await.unwrap();
     store
@@ -183,4 +184,26 @@ async fn concurrent_commits_share_transactions() {
     assert_eq!(stats.requests, 200);
     // Each transaction costs an fsync; waiting writers ride along.
     assert!(stats.commits < 200, "no group commit: {stats:?}");
+}
+
+/// The embedded store keeps no partition ownership (ADR 13): a fenced
+/// batch is refused, never written as if its fence held.
+#[tokio::test]
+async fn a_fenced_batch_is_refused_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let batch = WriteBatch {
+        fence: Some(oprc_store::Fence {
+            partition: 2,
+            epoch: 7,
+        }),
+        ..WriteBatch::of(vec![create("t.c", "fenced")])
+    };
+    let err = store.commit(batch).await.unwrap_err();
+    assert_eq!(err.kind, oprc_store::ErrorKind::Internal, "{err}");
+    assert!(err.message.contains("partition 2 epoch 7"), "{err}");
+    let cls = ClassKey::new("t.c").unwrap();
+    let oid = ObjectId::new("fenced").unwrap();
+    assert!(store.get_object(&cls, &oid).await.unwrap().is_none());
+    close(store).await;
 }
