@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use oprc_store::cluster::{Member, Membership, Ownership};
-use oprc_store::{Error, Result};
+use oprc_store::{Error, ErrorKind, Result};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
@@ -48,13 +48,16 @@ fn epoch(e: u64) -> Result<i64> {
 #[async_trait]
 impl Membership for PgStore {
     async fn heartbeat(&self, node: &str, advertise: &str, lease: Duration) -> Result<Vec<Member>> {
-        let rows = sqlx::query(sql::HEARTBEAT)
-            .bind(node)
-            .bind(advertise)
-            .bind(seconds(lease))
-            .fetch_all(self.pool())
-            .await
-            .map_err(|e| self.err(e))?;
+        let rows = self
+            .bounded(
+                ErrorKind::Timeout,
+                sqlx::query(sql::HEARTBEAT)
+                    .bind(node)
+                    .bind(advertise)
+                    .bind(seconds(lease))
+                    .fetch_all(self.pool()),
+            )
+            .await?;
         rows.iter()
             .map(member)
             .collect::<std::result::Result<_, _>>()
@@ -62,19 +65,21 @@ impl Membership for PgStore {
     }
 
     async fn leave(&self, node: &str) -> Result<()> {
-        sqlx::query(sql::LEAVE)
-            .bind(node)
-            .execute(self.pool())
-            .await
-            .map(drop)
-            .map_err(|e| self.err(e))
+        self.bounded(
+            ErrorKind::Timeout,
+            sqlx::query(sql::LEAVE).bind(node).execute(self.pool()),
+        )
+        .await
+        .map(drop)
     }
 
     async fn ownership(&self) -> Result<Vec<Ownership>> {
-        let rows = sqlx::query(sql::OWNERSHIP)
-            .fetch_all(self.pool())
-            .await
-            .map_err(|e| self.err(e))?;
+        let rows = self
+            .bounded(
+                ErrorKind::Unavailable,
+                sqlx::query(sql::OWNERSHIP).fetch_all(self.pool()),
+            )
+            .await?;
         rows.iter()
             .map(ownership)
             .collect::<std::result::Result<_, _>>()
@@ -87,13 +92,16 @@ impl Membership for PgStore {
         node: &str,
         lease: Duration,
     ) -> Result<Option<Ownership>> {
-        let row = sqlx::query(sql::CLAIM)
-            .bind(i32::from(partition))
-            .bind(node)
-            .bind(seconds(lease))
-            .fetch_optional(self.pool())
-            .await
-            .map_err(|e| self.err(e))?;
+        let row = self
+            .bounded(
+                ErrorKind::Timeout,
+                sqlx::query(sql::CLAIM)
+                    .bind(i32::from(partition))
+                    .bind(node)
+                    .bind(seconds(lease))
+                    .fetch_optional(self.pool()),
+            )
+            .await?;
         row.as_ref()
             .map(ownership)
             .transpose()
@@ -111,14 +119,17 @@ impl Membership for PgStore {
             .iter()
             .map(|(_, e)| epoch(*e))
             .collect::<Result<Vec<i64>>>()?;
-        let rows = sqlx::query(sql::RENEW)
-            .bind(node)
-            .bind(seconds(lease))
-            .bind(&partitions)
-            .bind(&epochs)
-            .fetch_all(self.pool())
-            .await
-            .map_err(|e| self.err(e))?;
+        let rows = self
+            .bounded(
+                ErrorKind::Timeout,
+                sqlx::query(sql::RENEW)
+                    .bind(node)
+                    .bind(seconds(lease))
+                    .bind(&partitions)
+                    .bind(&epochs)
+                    .fetch_all(self.pool()),
+            )
+            .await?;
         let mut renewed = rows
             .iter()
             .map(ownership)
@@ -129,13 +140,16 @@ impl Membership for PgStore {
     }
 
     async fn release(&self, partition: u16, node: &str, epoch_: u64) -> Result<bool> {
-        let done = sqlx::query(sql::RELEASE)
-            .bind(i32::from(partition))
-            .bind(node)
-            .bind(epoch(epoch_)?)
-            .execute(self.pool())
-            .await
-            .map_err(|e| self.err(e))?;
+        let done = self
+            .bounded(
+                ErrorKind::Timeout,
+                sqlx::query(sql::RELEASE)
+                    .bind(i32::from(partition))
+                    .bind(node)
+                    .bind(epoch(epoch_)?)
+                    .execute(self.pool()),
+            )
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 }

@@ -44,6 +44,8 @@ pub struct PgStore {
 
 struct Inner {
     pool: PgPool,
+    /// No statement's caller waits longer (see `bounded`).
+    deadline: std::time::Duration,
     tx: mpsc::Sender<Job>,
     /// Redacted.
     url: String,
@@ -91,6 +93,10 @@ impl PgStore {
             .map_err(|e| map(e, &redacted))?;
         let (tx, rx) = mpsc::channel(4096);
         let stats = Arc::new(Counters::default());
+        let deadline = options
+            .statement_timeout
+            .max(std::time::Duration::from_secs(1))
+            + std::time::Duration::from_secs(5);
         let writer = Writer {
             pool: pool.clone(),
             rx,
@@ -99,10 +105,7 @@ impl PgStore {
             server_async: setting == "off",
             url: redacted.clone(),
             stats: stats.clone(),
-            deadline: options
-                .statement_timeout
-                .max(std::time::Duration::from_secs(1))
-                + std::time::Duration::from_secs(5),
+            deadline,
         };
         // Ends when the last `PgStore` drops its sender; nothing to join
         // (the answers it owes went out after each commit).
@@ -111,6 +114,7 @@ impl PgStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
+                deadline,
                 tx,
                 url: redacted,
                 stats,
@@ -156,6 +160,29 @@ impl PgStore {
         map(e, &self.inner.url)
     }
 
+    /// `statement` within the store's deadline (statement_timeout + 5 s):
+    /// a server that stops answering without closing the connection (a
+    /// hung host) must not hold its caller forever, and the server's own
+    /// statement_timeout cannot fire then. Past it: `kind` (`Unavailable`
+    /// for a read, `Timeout` for a write whose outcome is unknown).
+    pub(crate) async fn bounded<T>(
+        &self,
+        kind: ErrorKind,
+        statement: impl std::future::Future<Output = std::result::Result<T, sqlx::Error>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.inner.deadline, statement).await {
+            Ok(done) => done.map_err(|e| self.err(e)),
+            Err(_) => Err(Error::new(
+                kind,
+                format!(
+                    "postgresql at {} did not answer within {}s",
+                    self.inner.url,
+                    self.inner.deadline.as_secs()
+                ),
+            )),
+        }
+    }
+
     pub(crate) fn pool(&self) -> &PgPool {
         &self.inner.pool
     }
@@ -197,12 +224,15 @@ fn bound(n: usize) -> i64 {
 #[async_trait]
 impl StateStore for PgStore {
     async fn get_object(&self, cls: &ClassKey, oid: &ObjectId) -> Result<Option<ObjectRecord>> {
-        let row: Option<Vec<u8>> = sqlx::query_scalar(sql::GET_OBJECT)
-            .bind(cls.as_str())
-            .bind(oid.as_str())
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(|e| self.err(e))?;
+        let row: Option<Vec<u8>> = self
+            .bounded(
+                ErrorKind::Unavailable,
+                sqlx::query_scalar(sql::GET_OBJECT)
+                    .bind(cls.as_str())
+                    .bind(oid.as_str())
+                    .fetch_optional(&self.inner.pool),
+            )
+            .await?;
         row.map(|bytes| decode("oprc_objects", &format!("{cls}/{oid}"), &bytes))
             .transpose()
     }
@@ -213,13 +243,16 @@ impl StateStore for PgStore {
         after: Option<&ObjectId>,
         limit: usize,
     ) -> Result<ObjectPage> {
-        let rows = sqlx::query(sql::LIST_OBJECTS)
-            .bind(cls.as_str())
-            .bind(after.map(|a| a.as_str()))
-            .bind(bound(limit).saturating_add(1))
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(|e| self.err(e))?;
+        let rows = self
+            .bounded(
+                ErrorKind::Unavailable,
+                sqlx::query(sql::LIST_OBJECTS)
+                    .bind(cls.as_str())
+                    .bind(after.map(|a| a.as_str()))
+                    .bind(bound(limit).saturating_add(1))
+                    .fetch_all(&self.inner.pool),
+            )
+            .await?;
         let more = rows.len() > limit;
         let mut objects = Vec::with_capacity(rows.len().min(limit));
         for row in rows.iter().take(limit) {
@@ -247,21 +280,27 @@ impl StateStore for PgStore {
     }
 
     async fn get_invocation(&self, id: &InvocationId) -> Result<Option<InvocationRecord>> {
-        let row: Option<Vec<u8>> = sqlx::query_scalar(sql::GET_INVOCATION)
-            .bind(id.as_str())
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(|e| self.err(e))?;
+        let row: Option<Vec<u8>> = self
+            .bounded(
+                ErrorKind::Unavailable,
+                sqlx::query_scalar(sql::GET_INVOCATION)
+                    .bind(id.as_str())
+                    .fetch_optional(&self.inner.pool),
+            )
+            .await?;
         row.map(|bytes| decode("oprc_invocations", id.as_str(), &bytes))
             .transpose()
     }
 
     async fn find_idempotency_key(&self, key: &str) -> Result<Option<InvocationId>> {
-        let row: Option<String> = sqlx::query_scalar(sql::FIND_KEY)
-            .bind(key)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(|e| self.err(e))?;
+        let row: Option<String> = self
+            .bounded(
+                ErrorKind::Unavailable,
+                sqlx::query_scalar(sql::FIND_KEY)
+                    .bind(key)
+                    .fetch_optional(&self.inner.pool),
+            )
+            .await?;
         row.map(|id| {
             InvocationId::new(id).map_err(|e| {
                 Error::internal(format!(
@@ -276,12 +315,15 @@ impl StateStore for PgStore {
         if max == 0 {
             return Ok(0);
         }
-        let n: i64 = sqlx::query_scalar(sql::PURGE)
-            .bind(now_ms)
-            .bind(bound(max))
-            .fetch_one(&self.inner.pool)
-            .await
-            .map_err(|e| self.err(e))?;
+        let n: i64 = self
+            .bounded(
+                ErrorKind::Timeout,
+                sqlx::query_scalar(sql::PURGE)
+                    .bind(now_ms)
+                    .bind(bound(max))
+                    .fetch_one(&self.inner.pool),
+            )
+            .await?;
         Ok(n.max(0) as u64)
     }
 

@@ -142,6 +142,41 @@ impl ThrowawayPostgres {
         assert!(status.success(), "pg_ctl stop failed:\n{}", self.log());
     }
 
+    /// Freezes the server (SIGSTOP to the postmaster and every backend):
+    /// connections stay open and nothing answers, as on a hung host.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pidfile = std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .expect("the throwaway postgresql runs");
+        let pid = pidfile.lines().next().unwrap_or_default().trim().to_owned();
+        // The postmaster first, so that it forks no backend the second
+        // step would miss.
+        let children = || {
+            let ok = Command::new("pkill")
+                .args([sig, "-P", &pid])
+                .status()
+                .is_ok_and(|s| s.code().is_some_and(|c| c <= 1));
+            assert!(ok, "pkill {sig} -P {pid} failed");
+        };
+        let parent = || {
+            let ok = Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill {sig} {pid} failed");
+        };
+        parent();
+        children();
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }

@@ -2,7 +2,8 @@
 //! go away: throwaway servers of this test's own (never the machine's
 //! shared services) are stopped as a crash would (PostgreSQL with `-m
 //! immediate`, nats-server with SIGKILL) in the middle of sync and async
-//! load, then started again.
+//! load, then started again; and a PostgreSQL frozen with SIGSTOP, its
+//! connections open and silent, as on a hung host.
 //!
 //! What must hold: while an engine is down, `/readyz` says which one and a
 //! call is answered `503` with `Retry-After` (it does not hang); the node
@@ -190,4 +191,52 @@ fn engine_restarts_under_load_lose_no_acknowledged_write_and_no_accepted_call() 
     }
     // The probe refused during the outage was never applied.
     assert!(!seqs(&node, "s1").contains(&0));
+}
+
+/// A PostgreSQL that stops answering without closing its connections (a
+/// hung host, SIGSTOP): calls are refused with `503` and `Retry-After`
+/// within seconds rather than hanging, `/readyz` says why, and once it
+/// thaws the node serves again with every acknowledged write in place.
+#[test]
+fn a_frozen_postgresql_gets_calls_refused_not_hung() {
+    let pg = ThrowawayPostgres::start();
+    let state = oprc_testenv::database_on(&pg.url(), "oprc");
+    let dir = tempfile::tempdir().unwrap();
+    let package = seq_package();
+    let args = ["--state", state.as_str()];
+    let node = Proc::start(&Start {
+        dir: dir.path(),
+        args: &args,
+        env: &[],
+        packages: &[&package],
+    });
+    create(&node, "f1");
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = client(node.addr.clone(), "f1".to_owned(), false, stop.clone());
+    std::thread::sleep(Duration::from_secs(1));
+
+    pg.pause();
+    let started = Instant::now();
+    wait_ready(
+        &node,
+        503,
+        "state store (postgresql",
+        Duration::from_secs(10),
+    );
+    eprintln!("not ready {:?} after the freeze", started.elapsed());
+    // A call on another object: its read and its commit meet the freeze.
+    let started = Instant::now();
+    refused_quickly(&node, "f2", "probe-frozen-1");
+    eprintln!("a call refused {:?} into the freeze", started.elapsed());
+    let started = Instant::now();
+    refused_quickly(&node, "f1", "probe-frozen-2");
+    eprintln!("another refused after {:?}", started.elapsed());
+    pg.resume();
+    wait_ready(&node, 200, "ready", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    let (acked, _) = load.join().expect("client thread");
+    assert!(acked > 0, "nothing was acknowledged");
+    let want: Vec<u64> = (1..=acked).collect();
+    assert_eq!(seqs(&node, "f1"), want, "each call once, in order");
 }
