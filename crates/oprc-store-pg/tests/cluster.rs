@@ -271,3 +271,67 @@ async fn stale_batches_fail_alone_in_their_group() {
     })
     .await;
 }
+
+/// A commit of the old owner already running when another node claims the
+/// partition is ordered wholly before the claim: the claim waits for it
+/// (the commit holds the partition's row `FOR SHARE`), so the commit lands
+/// at the epoch it was fenced with and nothing of the old owner lands
+/// after the new epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_waits_for_a_commit_in_flight_under_the_old_epoch() {
+    use sqlx::Connection;
+    with_db(|url| async move {
+        let a_store = connect(&url).await;
+        let b_store = connect(&url).await;
+        a_store
+            .commit(WriteBatch::of(vec![put("held", 1, None)]))
+            .await
+            .unwrap();
+        let a = a_store.claim(5, "node-a", SHORT).await.unwrap().unwrap();
+        // Another session holds the object's row: a's commit starts, takes
+        // its fence, and waits for that lock.
+        let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql("BEGIN; SELECT 1 FROM oprc_objects WHERE oid = 'held' FOR UPDATE")
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let commit = {
+            let a_store = a_store.clone();
+            tokio::spawn(async move {
+                let batch = fenced(vec![put("held", 2, Some(1))], 5, a.epoch);
+                let result = a_store.commit(batch).await;
+                (result, std::time::Instant::now())
+            })
+        };
+        tokio::time::sleep(SHORT + Duration::from_millis(200)).await;
+        // a's lease has lapsed: b's claim is allowed, but must wait.
+        let claim = tokio::spawn(async move {
+            let claimed = b_store.claim(5, "node-b", LONG).await;
+            (claimed, std::time::Instant::now())
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !claim.is_finished(),
+            "the claim waits for the commit in flight"
+        );
+        sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
+        let (committed, committed_at) = commit.await.unwrap();
+        committed.expect("the commit ran under a's epoch before the takeover");
+        let (claimed, claimed_at) = claim.await.unwrap();
+        let b = claimed.unwrap().expect("the lapsed partition is b's");
+        assert_eq!(b.epoch, a.epoch + 1);
+        assert!(
+            claimed_at >= committed_at,
+            "the takeover came after the commit"
+        );
+        assert_eq!(revision(&a_store, "held").await, Some(2));
+        // And a's next commit is fenced.
+        let late = fenced(vec![put("held", 3, Some(2))], 5, a.epoch);
+        assert_eq!(
+            a_store.commit(late).await.unwrap_err().kind,
+            ErrorKind::Fenced
+        );
+        a_store.close().await;
+    })
+    .await;
+}
