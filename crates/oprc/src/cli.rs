@@ -240,6 +240,17 @@ pub enum PkgCmd {
     Delete { name: String },
     /// List packages.
     List,
+    /// Print the Kubernetes manifests of a package file's functions
+    /// provisioned with `knative` (a Knative Service each) or `deployment`
+    /// (a Deployment and a Service), for `kubectl apply -f -`. Local: no
+    /// node is needed.
+    Render {
+        file: PathBuf,
+        /// `metadata.namespace` of every manifest [default: none, for
+        /// `kubectl -n`].
+        #[arg(long, short = 'n', value_name = "NAMESPACE")]
+        namespace: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

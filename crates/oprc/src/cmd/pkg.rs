@@ -1,4 +1,4 @@
-//! `oprc pkg`: apply, get, delete, list.
+//! `oprc pkg`: apply, get, delete, list, and render (local).
 
 use std::path::Path;
 
@@ -30,7 +30,46 @@ pub async fn run(ctx: &Ctx, cmd: PkgCmd) -> anyhow::Result<()> {
             let list = list_all(ctx, &["packages"]).await?;
             output::print(ctx.format(Format::Table), &list, output::packages)
         }
+        PkgCmd::Render { file, namespace } => render(&file, namespace),
     }
+}
+
+/// `oprc pkg render`: the manifests on stdout, diagnostics and a summary
+/// on stderr.
+fn render(file: &Path, namespace: Option<String>) -> anyhow::Result<()> {
+    let (name, source) = if file == Path::new("-") {
+        ("<stdin>".to_owned(), read_stdin()?)
+    } else {
+        (file.display().to_string(), read_file(file)?)
+    };
+    let doc = match oprc_package::parse(&source) {
+        Ok(doc) => doc,
+        Err(problems) => {
+            for d in &problems {
+                eprintln!("{name}:{d}");
+            }
+            anyhow::bail!("{name} is not a valid package; nothing rendered");
+        }
+    };
+    for w in doc.warnings() {
+        eprintln!("{name}:{w}");
+    }
+    let target = oprc_deploy::Target { namespace };
+    let rendered = oprc_deploy::render(doc.package(), &target)?;
+    if rendered.is_empty() {
+        eprintln!(
+            "oprc: no function of {name} is provisioned for Kubernetes (knative or deployment); \
+             nothing to render"
+        );
+        return Ok(());
+    }
+    print!("{}", oprc_deploy::to_yaml(&rendered)?);
+    eprintln!(
+        "oprc: {} function(s) rendered; a node calls each one at the URL in the comment above \
+         it: set that as the function's provision.http.url",
+        rendered.len()
+    );
+    Ok(())
 }
 
 async fn apply(ctx: &Ctx, file: &Path) -> anyhow::Result<()> {

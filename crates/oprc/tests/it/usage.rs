@@ -122,3 +122,63 @@ fn an_unreadable_package_file_exits_1() {
         "{r:?}"
     );
 }
+
+#[test]
+fn pkg_render_prints_manifests_without_a_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("k8s.yaml");
+    std::fs::write(
+        &file,
+        "name: shop\nfunctions:\n  - name: resize\n    provision:\n      knative:\n        image: img:1\n\
+         \x20 - name: report\n    provision:\n      deployment:\n        image: img:2\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    // Port 1: nothing listens there, and nothing is asked of a node.
+    let run = oprc(&[
+        "--url",
+        "http://127.0.0.1:1",
+        "pkg",
+        "render",
+        path,
+        "-n",
+        "prod",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let kinds: Vec<String> = run
+        .stdout
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| {
+            let v: serde_json::Value = serde_norway::from_str(d).unwrap();
+            assert_eq!(v["metadata"]["namespace"], "prod", "{d}");
+            format!(
+                "{} {}",
+                v["apiVersion"].as_str().unwrap(),
+                v["kind"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "serving.knative.dev/v1 Service",
+            "apps/v1 Deployment",
+            "v1 Service"
+        ]
+    );
+    assert!(
+        run.stdout
+            .contains("# function shop.resize: http://shop-resize.prod.svc.cluster.local")
+    );
+    assert!(run.stderr.contains("2 function(s) rendered"), "{run:?}");
+
+    std::fs::write(&file, "name: shop\nfunctions:\n  - name: f\n    bogus: 1\n").unwrap();
+    let run = oprc(&["pkg", "render", path]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains("k8s.yaml:4:"),
+        "diagnostics at their line: {run:?}"
+    );
+    assert!(run.stdout.is_empty(), "{run:?}");
+}
