@@ -3,18 +3,13 @@
 //! arrays, its invocation records and idempotency keys another, whatever
 //! their number. Tables are in `migrations/`.
 
-/// A batch's object writes, one row per object (`plan.rs` folds several
-/// writes of one object into one). `expected` NULL: create (the row must be
-/// absent); else the stored revision must equal it. `revision` NULL:
-/// delete. Returns the objects written; one missing is a failed
-/// precondition, and the caller rolls the batch back.
-///
-/// Binds: cls text[], oid text[], expected int8[], revision int8[],
-/// record bytea[].
-pub(crate) const WRITE_OBJECTS: &str = r#"
-WITH u AS (
-    SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::bytea[])
-        AS u(cls, oid, expected, revision, record)
+/// The object writes over the rows `u` (cls, oid, expected, revision,
+/// record) with their compare-and-swap: `ins`, `upd` and `del`, each
+/// returning the rows it wrote. Shared by [`WRITE_OBJECTS`] and
+/// [`WRITE_GROUP`].
+macro_rules! object_writes {
+    () => {
+        r#"
 ), ins AS (
     INSERT INTO oprc_objects (cls, oid, revision, record)
     SELECT cls, oid, revision, record FROM u WHERE expected IS NULL
@@ -31,11 +26,30 @@ WITH u AS (
     WHERE u.expected IS NOT NULL AND u.revision IS NULL
       AND o.cls = u.cls AND o.oid = u.oid AND o.revision = u.expected
     RETURNING o.cls, o.oid
-)
+)"#
+    };
+}
+
+/// A batch's object writes, one row per object (`plan.rs` folds several
+/// writes of one object into one). `expected` NULL: create (the row must be
+/// absent); else the stored revision must equal it. `revision` NULL:
+/// delete. Returns the objects written; one missing is a failed
+/// precondition, and the caller rolls the batch back.
+///
+/// Binds: cls text[], oid text[], expected int8[], revision int8[],
+/// record bytea[].
+pub(crate) const WRITE_OBJECTS: &str = concat!(
+    r#"
+WITH u AS (
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::bytea[])
+        AS u(cls, oid, expected, revision, record)"#,
+    object_writes!(),
+    r#"
 SELECT cls, oid FROM ins
 UNION ALL SELECT cls, oid FROM upd
 UNION ALL SELECT cls, oid FROM del
-"#;
+"#
+);
 
 /// A batch's invocation records (one row per id) and idempotency keys.
 /// A stored terminal record is only replaced by a terminal one. A key is
@@ -78,7 +92,8 @@ ON CONFLICT (id) DO UPDATE
 /// ($6); the invocation rows of [`WRITE_INVOCATIONS`] ($7-$10) and their
 /// batch ($11); the keys ($12-$14) and their batch ($15); the fenced
 /// batches ($16), their partition ($17) and epoch ($18).
-pub(crate) const WRITE_GROUP: &str = r#"
+pub(crate) const WRITE_GROUP: &str = concat!(
+    r#"
 WITH f AS (
     SELECT * FROM UNNEST($16::int4[], $17::int4[], $18::int8[]) AS f(batch, partition, epoch)
 ), held AS (
@@ -91,24 +106,9 @@ WITH f AS (
 ), u AS (
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::bytea[], $6::int4[])
         AS u(cls, oid, expected, revision, record, batch)
-    WHERE u.batch NOT IN (SELECT batch FROM stale)
-), ins AS (
-    INSERT INTO oprc_objects (cls, oid, revision, record)
-    SELECT cls, oid, revision, record FROM u WHERE expected IS NULL
-    ON CONFLICT (cls, oid) DO NOTHING
-    RETURNING cls, oid
-), upd AS (
-    UPDATE oprc_objects o SET revision = u.revision, record = u.record
-    FROM u
-    WHERE u.expected IS NOT NULL AND u.revision IS NOT NULL
-      AND o.cls = u.cls AND o.oid = u.oid AND o.revision = u.expected
-    RETURNING o.cls, o.oid
-), del AS (
-    DELETE FROM oprc_objects o USING u
-    WHERE u.expected IS NOT NULL AND u.revision IS NULL
-      AND o.cls = u.cls AND o.oid = u.oid AND o.revision = u.expected
-    RETURNING o.cls, o.oid
-), written AS (
+    WHERE u.batch NOT IN (SELECT batch FROM stale)"#,
+    object_writes!(),
+    r#", written AS (
     SELECT cls, oid FROM ins
     UNION ALL SELECT cls, oid FROM upd
     UNION ALL SELECT cls, oid FROM del
@@ -137,7 +137,8 @@ WITH f AS (
 )
 SELECT batch, FALSE AS fenced FROM failed
 UNION ALL SELECT batch, TRUE FROM stale
-"#;
+"#
+);
 
 /// The current epochs of these partitions, share-locked until the
 /// transaction ends: a claim (which updates the row) waits for it, so the

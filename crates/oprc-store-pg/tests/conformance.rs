@@ -3,31 +3,21 @@
 //! Each test creates its own uniquely named database and drops it at the
 //! end. A server that cannot be reached fails the test, never skips it.
 
-use std::future::Future;
+mod common;
+
 use std::sync::Arc;
+
+use common::{connect, with_db};
 
 use oprc_store::ErrorKind;
 use oprc_store_pg::{Options, PgStore};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
-
-/// A fresh database for `test`, dropped afterwards (`oprc-testenv`).
-async fn with_db<F, Fut>(test: F)
-where
-    F: FnOnce(String) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    oprc_testenv::with_fresh_database("oprc_test", test).await;
-}
 
 async fn sql(conn: &mut PgConnection, statement: String) {
     sqlx::raw_sql(AssertSqlSafe(statement))
         .execute(conn)
         .await
         .unwrap();
-}
-
-async fn connect(url: &str, options: Options) -> PgStore {
-    PgStore::connect(url, options).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,82 +3,23 @@
 //! failing alone and leaving nothing, batches of one object in their
 //! order, and the writer's kept connection lost and replaced.
 
+mod common;
+
 use std::time::Duration;
 
-use oprc_core::{
-    ClassKey, InvocationId, InvocationRecord, InvocationRequest, InvocationResponse,
-    InvocationStatus, ObjectId, ObjectRecord,
-};
+use common::{connect, put, record, revision, with_db};
+use oprc_core::InvocationId;
 use oprc_store::{Error, ErrorKind, StateStore, Write, WriteBatch};
 use oprc_store_pg::{Options, PgStore};
 use sqlx::{Connection, PgConnection};
 
-async fn with_db<F, Fut>(test: F)
-where
-    F: FnOnce(String) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    oprc_testenv::with_fresh_database("oprc_test", test).await;
-}
-
-async fn connect(url: &str, options: Options) -> PgStore {
-    PgStore::connect(url, options).await.unwrap()
-}
-
-fn cls() -> ClassKey {
-    ClassKey::new("t.group").unwrap()
-}
-
-fn put(oid: &str, revision: u64, expected: Option<u64>) -> Write {
-    let mut record = ObjectRecord::new(
-        cls(),
-        ObjectId::new(oid).unwrap(),
-        serde_json::json!({"oid": oid, "revision": revision}),
-    );
-    record.meta.revision = revision;
-    Write::PutObject {
-        record,
-        expected_revision: expected,
-    }
-}
-
-fn record(id: &str, key: &str) -> Write {
-    let inv_id = InvocationId::new(id).unwrap();
-    Write::PutInvocation(Box::new(InvocationRecord {
-        request: InvocationRequest {
-            inv_id: inv_id.clone(),
-            cls: cls(),
-            oid: None,
-            fb: "f".into(),
-            args: Default::default(),
-            body: None,
-            idempotency_key: Some(key.to_owned()),
-            accepted_at: None,
-            traceparent: None,
-            caller: Default::default(),
-            chain: None,
-            macro_revision: None,
-        },
-        response: InvocationResponse::status(inv_id, InvocationStatus::Succeeded),
-        expires_at: i64::MAX,
-    }))
-}
-
-/// A batch that creates these objects of class `t.group`.
+/// A batch that creates these objects.
 fn create_all(oids: &[&str]) -> WriteBatch {
     WriteBatch::of(oids.iter().map(|oid| put(oid, 1, None)).collect())
 }
 
 fn create(oid: &str) -> WriteBatch {
     create_all(&[oid])
-}
-
-async fn revision(store: &PgStore, oid: &str) -> Option<u64> {
-    store
-        .get_object(&cls(), &ObjectId::new(oid).unwrap())
-        .await
-        .unwrap()
-        .map(|o| o.meta.revision)
 }
 
 /// Another session holding `oid`'s row: the writer's next statement on it
@@ -155,7 +96,7 @@ async fn a_conflicting_batch_fails_alone_in_its_group() {
                 _ => result.unwrap(),
             }
         }
-        let page = store.list_objects(&cls(), None, 100).await.unwrap();
+        let page = store.list_objects(&common::cls(), None, 100).await.unwrap();
         let ids: Vec<String> = page.objects.iter().map(|o| o.meta.id.to_string()).collect();
         assert_eq!(ids.len(), 32, "31 new objects and the taken one: {ids:?}");
         assert!(!ids.contains(&"o7".to_owned()), "{ids:?}");
@@ -208,7 +149,7 @@ async fn batches_of_one_object_in_one_group_apply_in_their_order() {
         assert_eq!(revision(&store, "fresh").await, Some(1));
         assert_eq!(revision(&store, "half").await, None);
         assert!(
-            format!("{:?}", results[5]).contains("t.group/taken"),
+            format!("{:?}", results[5]).contains("t.pg/taken"),
             "{results:?}"
         );
         store.close().await;
@@ -241,8 +182,8 @@ async fn a_failed_batch_of_the_one_statement_leaves_no_record_and_no_key() {
         .await;
         let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
         assert_eq!(ok, [true, false, true, true, false], "{results:?}");
-        assert!(format!("{:?}", results[1]).contains("t.group/b is not at revision 8"));
-        assert!(format!("{:?}", results[4]).contains("t.group/d is not to be absent"));
+        assert!(format!("{:?}", results[1]).contains("t.pg/b is not at revision 8"));
+        assert!(format!("{:?}", results[4]).contains("t.pg/d is not to be absent"));
         assert_eq!(revision(&store, "a").await, Some(2));
         assert_eq!(revision(&store, "b").await, Some(1));
         assert_eq!(revision(&store, "c").await, Some(1));
