@@ -38,6 +38,7 @@ mod files;
 mod load;
 mod pg;
 mod setup;
+mod tally;
 
 use std::time::Duration;
 

@@ -16,6 +16,7 @@ use futures_util::future::join_all;
 use super::scenario::{Ctx, Scenario};
 use crate::external::{External, TICKS_PER_SEC};
 use crate::files::http::Req;
+use crate::tally::{Tally, total};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -76,21 +77,6 @@ async fn store_counters(ctx: &Ctx) -> anyhow::Result<[u64; 2]> {
     ])
 }
 
-struct Client {
-    hist: hdrhistogram::Histogram<u64>,
-    ops: u64,
-    errors: u64,
-    failures: Vec<String>,
-}
-
-impl Client {
-    fn note(&mut self, e: String) {
-        if self.failures.len() < 3 && !self.failures.contains(&e) {
-            self.failures.push(e);
-        }
-    }
-}
-
 pub async fn run(
     ctx: &Ctx,
     node: &External,
@@ -100,14 +86,7 @@ pub async fn run(
     o: &Options,
 ) -> anyhow::Result<Measured> {
     let mut clients = (0..c)
-        .map(|_| {
-            Ok(Client {
-                hist: hdrhistogram::Histogram::new_with_bounds(1, 600_000_000, 3)?,
-                ops: 0,
-                errors: 0,
-                failures: Vec::new(),
-            })
-        })
+        .map(|_| Tally::new())
         .collect::<anyhow::Result<Vec<_>>>()?;
     join_all(clients.iter_mut().enumerate().map(|(i, st)| async move {
         for _ in 0..o.warmup {
@@ -126,36 +105,22 @@ pub async fn run(
         while Instant::now() < deadline || n < o.min_ops {
             let t = Instant::now();
             let r = ctx.op(scenario, i).await;
-            let micros = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
             n += 1;
-            match r {
-                Ok(()) => {
-                    let _ = st.hist.record(micros.max(1));
-                    st.ops += 1;
-                }
-                Err(e) => {
-                    st.errors += 1;
-                    st.note(e);
-                }
-            }
+            st.observe(t, r);
         }
     }))
     .await;
     let elapsed = start.elapsed();
     let cpu_after = ticks(node);
     let store_after = store_counters(ctx).await?;
-    let mut all = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-    let mut m = Measured::default();
-    for st in clients {
-        all.add(&st.hist)?;
-        m.ops += st.ops;
-        m.errors += st.errors;
-        for f in st.failures {
-            if m.failures.len() < 4 && !m.failures.contains(&f) {
-                m.failures.push(f);
-            }
-        }
-    }
+    let t = total(clients)?;
+    let all = t.hist;
+    let mut m = Measured {
+        ops: t.done,
+        errors: t.errors,
+        failures: t.failures,
+        ..Measured::default()
+    };
     let per_op = m.ops.max(1) as f64;
     let cpu = |k: usize| {
         let spent = cpu_after[k].saturating_sub(cpu_before[k]) as f64;

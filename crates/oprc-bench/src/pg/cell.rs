@@ -18,6 +18,7 @@ use super::db::{self, Server, Ticks};
 use super::targets::{StoreCounters, Target};
 use crate::external::TICKS_PER_SEC;
 use crate::files::http::Http;
+use crate::tally::{Tally, total};
 
 /// How each cell runs.
 #[derive(Debug, Clone)]
@@ -140,21 +141,6 @@ pub async fn idle(
     Ok(rates)
 }
 
-struct Client {
-    hist: hdrhistogram::Histogram<u64>,
-    calls: u64,
-    errors: u64,
-    failures: Vec<String>,
-}
-
-impl Client {
-    fn note(&mut self, e: String) {
-        if self.failures.len() < 3 && !self.failures.contains(&e) {
-            self.failures.push(e);
-        }
-    }
-}
-
 /// One call; `Err` with what went wrong.
 async fn call(http: &Http, target: &Target, client: usize, pairs: usize) -> Result<(), String> {
     match http.send(target.call(client, pairs)).await {
@@ -173,14 +159,7 @@ pub async fn run(
 ) -> anyhow::Result<Measured> {
     let http = Http::new(c);
     let mut clients = (0..c)
-        .map(|_| {
-            Ok(Client {
-                hist: hdrhistogram::Histogram::new_with_bounds(1, 600_000_000, 3)?,
-                calls: 0,
-                errors: 0,
-                failures: Vec::new(),
-            })
-        })
+        .map(|_| Tally::new())
         .collect::<anyhow::Result<Vec<_>>>()?;
     let pairs = o.pairs;
     join_all(clients.iter_mut().enumerate().map(|(i, st)| {
@@ -205,17 +184,7 @@ pub async fn run(
             while Instant::now() < deadline {
                 let t = Instant::now();
                 let r = call(http, target, i, pairs).await;
-                let micros = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
-                match r {
-                    Ok(()) => {
-                        let _ = st.hist.record(micros.max(1));
-                        st.calls += 1;
-                    }
-                    Err(e) => {
-                        st.errors += 1;
-                        st.note(e);
-                    }
-                }
+                st.observe(t, r);
             }
         }
     }))
@@ -223,18 +192,14 @@ pub async fn run(
     let elapsed = start.elapsed();
     let after = read(target, server).await?;
     let store_after = target.store_counters(&http).await?;
-    let mut all = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-    let mut m = Measured::default();
-    for st in clients {
-        all.add(&st.hist)?;
-        m.calls += st.calls;
-        m.errors += st.errors;
-        for f in st.failures {
-            if m.failures.len() < 4 && !m.failures.contains(&f) {
-                m.failures.push(f);
-            }
-        }
-    }
+    let t = total(clients)?;
+    let all = t.hist;
+    let mut m = Measured {
+        calls: t.done,
+        errors: t.errors,
+        failures: t.failures,
+        ..Measured::default()
+    };
     let per_call = m.calls.max(1) as f64;
     let ticks = spent(&before, &after);
     let cpu = |k: usize| {

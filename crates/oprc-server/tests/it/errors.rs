@@ -95,15 +95,7 @@ async fn an_overloaded_node_answers_429_with_retry_after() {
     });
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let metrics = node
-            .client
-            .get(format!("{}/metrics", node.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = node.metrics().await;
         if metrics.contains("oprc_invocations_in_flight 1") {
             break;
         }

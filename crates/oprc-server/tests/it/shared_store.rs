@@ -130,16 +130,7 @@ async fn a_node_on_shared_engines_reports_them_in_its_metrics() {
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     node.wait_invocation(v["invId"].as_str().unwrap()).await;
-    let metrics = node
-        .client
-        .get(format!("{}/metrics", node.url))
-        .bearer_auth(&node.token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = node.metrics().await;
     for name in [
         "oprc_store_commits_total",
         "oprc_postgres_transaction_seconds_total",
